@@ -1,0 +1,101 @@
+"""Command line: ``python -m kit list | run | train | demo``.
+
+- ``python -m kit list``: the series, their status and notebooks.
+- ``python -m kit run SERIES NOTEBOOK -p name value ...``: one notebook through papermill into ``runs/``.
+- ``python -m kit train SERIES -p preset full -p data_dir /data ...``: the series' ``experiment.train`` without
+  a notebook; this is what ``accelerate launch -m kit train ...`` runs on several GPUs.
+- ``python -m kit demo``: every notebook with its defaults, and ``runs/<date>/index.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from kit.catalog import SERIES, get_series, series_table
+from kit.runner import default_runs_root, parse_value, resolve_notebook, run_demo, run_notebook
+
+
+def _params(pairs: list[list[str]] | None) -> dict:
+    return {name: parse_value(value) for name, value in (pairs or [])}
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    rows = series_table()
+    width = max(len(r["series"]) for r in rows)
+    for r in rows:
+        print(f"{r['series']:<{width}}  {r['status']:<11}  {r['paper']}")
+        if r["notebooks"]:
+            print(f"{'':<{width}}  {'':<11}  notebooks: {r['notebooks']}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    nb = resolve_notebook(args.series, args.notebook)
+    out = Path(args.output_dir) if args.output_dir else default_runs_root() / nb.parent.name / nb.stem
+    executed = run_notebook(nb, _params(args.p), out, timeout=args.timeout)
+    print(f"executed notebook: {executed}")
+    print(f"outputs:           {executed.parent}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kit.core import RunDir
+
+    get_series(args.series)
+    try:
+        config = importlib.import_module(f"kit.{args.series}.config")
+        experiment = importlib.import_module(f"kit.{args.series}.experiment")
+    except ModuleNotFoundError as e:
+        raise ValueError(f"series {args.series!r} has no config/experiment module yet ({e})") from e
+    params = _params(args.p)
+    name = params.pop("preset", "tiny")
+    cfg = config.preset(name, **params)
+    out = Path(args.output_dir) if args.output_dir else default_runs_root() / args.series / f"train_{name}"
+    result = experiment.train(cfg, RunDir(out))
+    print(f"trained {args.series} ({name}) into {out}; metrics: {getattr(result, 'metrics', {})}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    index, entries = run_demo(args.output_dir, only=args.only)
+    failed = [e for e in entries if e.error]
+    print(f"\n{len(entries)} notebooks run, {len(failed)} failed. Index: {index}")
+    for e in failed:
+        print(f"  FAILED {e.name}: {e.error.splitlines()[0] if e.error else ''}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list series, status and notebooks").set_defaults(func=cmd_list)
+    p = sub.add_parser("run", help="run one notebook through papermill")
+    p.add_argument("series", help=f"one of {[s.key for s in SERIES]} or 'start'")
+    p.add_argument("notebook", nargs="?", default="00_start_here", help="e.g. 01_train, 02, explore")
+    p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="notebook parameter")
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("train", help="train a series without a notebook (works under accelerate launch)")
+    p.add_argument("series")
+    p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="config field")
+    p.add_argument("--output-dir", default=None)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("demo", help="run every notebook with defaults and write runs/<date>/index.html")
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--only", nargs="*", default=None, help="labels to run, e.g. 00_start_here trajectory")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,34 @@
+"""Shared core: device, seeding, run folders, checkpoints, presets and the one training loop."""
+
+from kit.core.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from kit.core.device import pick_device
+from kit.core.presets import config_dict, preset
+from kit.core.run import RunDir, set_display_hook
+from kit.core.seed import seed_everything
+from kit.core.train import FitResult, fit
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "FitResult",
+    "RunDir",
+    "config_dict",
+    "fit",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_training_state",
+    "pick_device",
+    "preset",
+    "save_checkpoint",
+    "save_training_state",
+    "seed_everything",
+    "set_display_hook",
+]
