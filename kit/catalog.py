@@ -108,3 +108,16 @@ def series_table() -> list[dict[str, str]]:
             "notebooks": ", ".join(p.stem for p in series_notebooks(s.key)),
         })
     return rows
+
+
+def series_markdown(link_prefix: str = "") -> str:
+    """Return the series table as Markdown, linking each series' notebooks (paths relative to ``link_prefix``)."""
+    lines = ["| series | paper | status | notebooks |", "|---|---|---|---|"]
+    for row, s in zip(series_table(), SERIES):
+        paper = f"[{s.title}]({s.url})" if s.url else s.title
+        nbs = [f"[{p.stem}]({link_prefix}{s.key}/{p.name})" for p in series_notebooks(s.key)]
+        readme = repo_root() / "notebooks" / s.key / "README.md"
+        if readme.is_file():
+            nbs.insert(0, f"[README]({link_prefix}{s.key}/README.md)")
+        lines.append(f"| `{s.key}` | {paper} | {row['status']} | {', '.join(nbs) or '—'} |")
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("KIT_DEVICE", "cpu")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("KIT_NUM_THREADS", "1")
 runpy.run_path(str(_GUARD_DIR / "sitecustomize.py"))  # the same guard, in this process
 
 import torch  # noqa: E402

@@ -9,7 +9,7 @@ from kit.core.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from kit.core.device import pick_device
+from kit.core.device import pick_device, set_threads
 from kit.core.presets import config_dict, preset
 from kit.core.run import RunDir, set_display_hook
 from kit.core.seed import seed_everything
@@ -31,4 +31,5 @@ __all__ = [
     "save_training_state",
     "seed_everything",
     "set_display_hook",
+    "set_threads",
 ]

@@ -40,3 +40,19 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         if mps is None or not mps.is_available():
             raise ValueError(f"device {device!r} was requested but MPS is not available on this machine")
     return torch.device(name)
+
+
+def set_threads(num_threads: int | None = None) -> int:
+    """Return the number of CPU threads torch now uses, after setting it.
+
+    ``num_threads`` None reads ``KIT_NUM_THREADS`` (the test suite sets 1 per worker); when that is unset too the
+    torch default is kept. On a shared 2-core machine oversubscribed threads make small models many times slower.
+    """
+    if num_threads is None:
+        env = os.environ.get("KIT_NUM_THREADS")
+        num_threads = int(env) if env else None
+    if num_threads is not None:
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        torch.set_num_threads(int(num_threads))
+    return torch.get_num_threads()

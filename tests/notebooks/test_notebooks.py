@@ -1,0 +1,58 @@
+"""Every notebook runs top to bottom through papermill with its defaults, and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kit.runner import check_parameters, run_notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+# what each notebook must record in metrics.json (checked after the run), beyond "something"
+EXPECTED_KEYS = {
+    "00_start_here": {"digits_test_accuracy", "coins_hot_fraction_at_0.35"},
+}
+
+
+def _id(p: Path) -> str:
+    return str(p.relative_to(ROOT / "notebooks"))
+
+
+def test_notebooks_are_found():
+    assert any(p.name == "00_start_here.ipynb" for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert "output_dir" in tagged[0].source
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "outputs must be stripped"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_notebook_executes_with_defaults(path, tmp_path):
+    executed = run_notebook(path, {}, tmp_path, timeout=600)
+    assert executed.is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics, "the notebook recorded no metrics"
+    missing = EXPECTED_KEYS.get(path.stem if path.parent.name == "notebooks" else f"{path.parent.name}/{path.stem}",
+                                set()) - set(metrics)
+    assert not missing, f"metrics.json lacks {missing}"
+    if path.stem == "00_start_here":
+        assert metrics["digits_test_accuracy"] > 0.85
+
+
+def test_unknown_parameter_is_rejected_before_running():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stpes'\].*valid parameters: \[.*'max_steps'"):
+        check_parameters(ROOT / "notebooks" / "00_start_here.ipynb", {"stpes": 3})
