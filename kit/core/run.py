@@ -161,6 +161,12 @@ class RunDir:
             return path
         raise ValueError(f"save_figure expects a plotly, matplotlib or PIL figure, got {type(fig).__name__}")
 
+    def sub(self, name: str) -> RunDir:
+        """Return a RunDir for a part of this run (its own metrics.json and checkpoints) in ``<path>/<name>``."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"sub-run name must be a plain folder name, got {name!r}")
+        return RunDir(self.path / name, is_main=self.is_main)
+
     def checkpoint_path(self, step: int) -> Path:
         """Return the path of the checkpoint for training step ``step`` (``checkpoints/step_00000100.safetensors``)."""
         if int(step) < 0:

@@ -230,7 +230,8 @@ def fit(
 
     step, metrics, ckpt, t0 = start_step, {}, None, time.perf_counter()
     it = batches()
-    bar = tqdm(total=max_steps, initial=start_step, desc=desc, disable=not (progress and accelerator.is_main_process))
+    bar_kw = {} if (progress and accelerator.is_main_process) else {"disable": True}  # TQDM_DISABLE still applies
+    bar = tqdm(total=max_steps, initial=start_step, desc=desc, **bar_kw)
     running: list[float] = []
     extras_acc: dict[str, list[float]] = {}
     model_p.train()

@@ -1,0 +1,167 @@
+"""``evaluate``: sample error of every solver x time schedule x NFE against an accurate ODE solution, GITS included."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kit.core import RunDir
+from kit.diffusion.schedules import edm_sigmas, get_schedule
+from kit.diffusion.solvers import sample, steps_for_nfe
+from kit.trajectory.config import TrajectoryConfig
+from kit.trajectory.experiment import (
+    EVAL_SEED_OFFSET,
+    WARMUP_SEED_OFFSET,
+    DenoiserCase,
+    build_denoisers,
+    load_trained,
+    train,
+)
+from kit.trajectory.gits import GITSSearch, gits_search
+
+Tensor = torch.Tensor
+
+# The schedule each solver is usually run with (and the paper's baselines): EDM rho=7 for the sigma-space solvers,
+# logSNR-uniform for the lambda-space multistep solvers, VP time-quadratic for DEIS.
+RECOMMENDED_SCHEDULE = {"euler": "edm", "heun": "edm", "dpm2": "edm", "ipndm": "edm", "dpmpp2m": "logsnr",
+                        "dpmpp3m": "logsnr", "unipc": "logsnr", "deis": "time_quadratic"}
+
+
+@dataclass
+class EvalResult:
+    """Rows {denoiser, solver, schedule, nfe, coeff, error, basin}, the GITS searches and a summary."""
+
+    rows: list[dict[str, Any]]
+    searches: dict[str, GITSSearch]
+    summary: dict[str, Any]
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cases: list[DenoiserCase] = field(default_factory=list)
+
+
+def noises(case: DenoiserCase, n: int, seed: int, sigma_max: float) -> Tensor:
+    """Return ``sigma_max * z`` [n, *shape] float64 with z ~ N(0, I) drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return sigma_max * torch.randn((n, *case.shape), generator=g, dtype=torch.float64)
+
+
+def fixed_schedule(name: str, n_steps: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """Return the named baseline schedule [n_steps + 1] between sigma_max and sigma_min."""
+    return get_schedule(name, n_steps, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+def _mean_l2(a: Tensor, b: Tensor) -> float:
+    return float((a - b).reshape(a.shape[0], -1).norm(dim=1).mean())
+
+
+@torch.no_grad()
+def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = None) -> tuple[list[dict], GITSSearch, dict]:
+    """Return (rows, GITS search, reference info) for one denoiser."""
+    lo, hi = case.sigma_min, case.sigma_max
+    x0 = noises(case, cfg.n_eval, cfg.seed + EVAL_SEED_OFFSET, hi)
+    ref = sample(case.denoiser, x0, edm_sigmas(cfg.ref_steps, lo, hi), "heun")
+    half = sample(case.denoiser, x0, edm_sigmas(max(cfg.ref_steps // 2, 1), lo, hi), "heun")
+    ref_info = {"steps": cfg.ref_steps, "error_vs_half_steps": _mean_l2(ref, half),
+                "ref_basin": None if case.data is None else case.data.nearest_index(ref)}
+    warm = noises(case, cfg.n_warmup, cfg.seed + WARMUP_SEED_OFFSET, hi)
+    search = gits_search(case.denoiser, warm, grid_steps=cfg.grid_steps, metric=case.metric,
+                         sigma_min=lo, sigma_max=hi)
+    rows = []
+    coeffs = sorted(set(cfg.coeff_sweep) | {cfg.coeff})
+    for solver in cfg.solvers:
+        for nfe in cfg.nfes:
+            try:
+                steps = steps_for_nfe(solver, nfe)
+            except ValueError:  # e.g. heun at odd NFE: no step count spends exactly nfe
+                rows.append({"denoiser": case.name, "solver": solver, "schedule": None, "nfe": nfe,
+                             "coeff": None, "error": None, "basin": None})
+                continue
+            plans = [(name, None, fixed_schedule(name, steps, lo, hi)) for name in cfg.schedules]
+            plans += [("gits", c, search.schedule(nfe, solver=solver, coeff=c)) for c in coeffs]
+            for name, coeff, sigmas in plans:
+                x = sample(case.denoiser, x0, sigmas, solver)
+                basin = None
+                if case.data is not None:
+                    basin = float((case.data.nearest_index(x) == ref_info["ref_basin"]).double().mean())
+                rows.append({"denoiser": case.name, "solver": solver, "schedule": name, "nfe": nfe,
+                             "coeff": coeff, "error": _mean_l2(x, ref), "basin": basin})
+            if progress is not None:
+                progress.update(1)
+    ref_info.pop("ref_basin")
+    return rows, search, ref_info
+
+
+def summarize(rows: list[dict], coeff: float) -> dict[str, Any]:
+    """Return per denoiser: GITS (at ``coeff``) vs the solver's recommended schedule and vs the best fixed schedule
+    of each (solver, NFE) cell, with win counts (also for GITS at its best coeff of the sweep)."""
+    out: dict[str, Any] = {}
+    cells: dict[tuple, dict] = {}
+    for r in rows:
+        if r["error"] is None:
+            continue
+        c = cells.setdefault((r["denoiser"], r["solver"], r["nfe"]), {"fixed": {}, "gits": {}})
+        if r["schedule"] == "gits":
+            c["gits"][r["coeff"]] = r["error"]
+        else:
+            c["fixed"][r["schedule"]] = r["error"]
+    for (den, solver, nfe), c in sorted(cells.items()):
+        if not c["fixed"] or coeff not in c["gits"]:
+            continue
+        best_name = min(c["fixed"], key=c["fixed"].get)
+        best, gits = c["fixed"][best_name], c["gits"][coeff]
+        best_coeff = min(c["gits"], key=c["gits"].get)
+        rec_name = RECOMMENDED_SCHEDULE[solver]
+        rec = c["fixed"].get(rec_name)
+        d = out.setdefault(den, {"cells": [], "cells_total": 0, "wins": 0, "wins_best_coeff": 0,
+                                 "wins_vs_recommended": 0, "cells_with_recommended": 0})
+        d["cells"].append({"solver": solver, "nfe": nfe, "recommended": rec_name, "recommended_error": rec,
+                           "best_fixed": best_name, "best_fixed_error": best, "gits_error": gits,
+                           "ratio_to_best_fixed": gits / best if best > 0 else math.inf,
+                           "best_coeff": best_coeff, "gits_best_coeff_error": c["gits"][best_coeff]})
+        d["cells_total"] += 1
+        d["wins"] += gits < best
+        d["wins_best_coeff"] += c["gits"][best_coeff] < best
+        if rec is not None:
+            d["cells_with_recommended"] += 1
+            d["wins_vs_recommended"] += gits < rec
+    return out
+
+
+def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None = None,
+             train_run: RunDir | None = None) -> EvalResult:
+    """Return an :class:`EvalResult` for every denoiser in ``cfg.denoisers``; records everything in ``run``.
+
+    The "trained" denoiser is ``model`` if given, else loaded from ``train_run`` (01_train's output), else trained
+    (or resumed) in ``run.sub("model_digits")``.
+    """
+    from tqdm.auto import tqdm
+
+    if "trained" in cfg.denoisers and model is None:
+        if train_run is not None and train_run.latest_checkpoint() is not None:
+            model = load_trained(cfg, train_run)
+        else:
+            model = train(cfg, run.sub("model_digits"), dataset="digits").model
+    cases = build_denoisers(cfg, trained=model)
+    rows, searches, refs = [], {}, {}
+    n_cells = len(cases) * len(cfg.solvers) * len(cfg.nfes)
+    t0 = time.perf_counter()
+    with tqdm(total=n_cells, desc="solver x NFE cells") as bar:
+        for case in cases:
+            r, search, ref = evaluate_case(cfg, case, bar)
+            rows += r
+            searches[case.name] = search
+            refs[case.name] = ref
+    summary = summarize(rows, cfg.coeff)
+    run.record("errors", rows)
+    run.record("reference", refs)
+    run.record("gits_search", {k: {"teacher_calls": s.teacher_calls, "network_evaluations": s.teacher_evaluations,
+                                   "seconds": round(s.seconds, 3), "metric": s.metric,
+                                   "grid_points": int(s.grid.numel())} for k, s in searches.items()})
+    run.record("gits_wins", {k: {"cells": v["cells_total"], "vs_recommended_schedule": v["wins_vs_recommended"],
+                                 "vs_best_fixed_schedule": v["wins"],
+                                 "vs_best_fixed_with_best_coeff": v["wins_best_coeff"]} for k, v in summary.items()})
+    run.record("evaluate_seconds", round(time.perf_counter() - t0, 2))
+    return EvalResult(rows, searches, summary, refs, cases)
