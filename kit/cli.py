@@ -35,7 +35,14 @@ def cmd_list(_: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     nb = resolve_notebook(args.series, args.notebook)
     out = Path(args.output_dir) if args.output_dir else default_runs_root() / nb.parent.name / nb.stem
-    executed = run_notebook(nb, _params(args.p), out, timeout=args.timeout)
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        executed = run_notebook(nb, _params(args.p), out, timeout=args.timeout)
+    except PapermillExecutionError as e:
+        print(f"error: {nb.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
+        print(f"the executed notebook with the traceback is in {out / nb.name}", file=sys.stderr)
+        return 1
     print(f"executed notebook: {executed}")
     print(f"outputs:           {executed.parent}")
     return 0

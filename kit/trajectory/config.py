@@ -48,7 +48,8 @@ class TrajectoryConfig:
     gits_metric: str = "dev"
     gits_metric_2d: str = "l2"  # the dev metric does poorly in 2-D
     coeff: float = 1.15  # the paper's default
-    coeff_sweep: tuple[float, ...] = (0.9, 1.0, 1.15, 1.3)
+    coeff_sweep: tuple[float, ...] = (1.0,)  # extra GITS rows besides coeff (full: 0.9 .. 1.3)
+    gits_metric_sweep: tuple[str, ...] = ("dev", "l2")  # extra GITS rows with these cost metrics
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
@@ -64,7 +65,7 @@ class TrajectoryConfig:
         bad = [s for s in self.schedules if s not in SCHEDULES]
         if bad:
             raise ValueError(f"unknown schedules {bad}; valid: {SCHEDULES}")
-        if self.gits_metric not in ("l2", "l1", "dev") or self.gits_metric_2d not in ("l2", "l1", "dev"):
+        if any(m not in ("l2", "l1", "dev") for m in (self.gits_metric, self.gits_metric_2d, *self.gits_metric_sweep)):
             raise ValueError("gits_metric and gits_metric_2d must be 'l2', 'l1' or 'dev'")
         if any(n < 1 for n in self.nfes):
             raise ValueError(f"nfes must be positive, got {self.nfes}")
@@ -88,6 +89,7 @@ PRESETS = {
         "ref_steps": 500,
         "bandwidth": 0.3,
         "checkpoint_every": 2000,
+        "coeff_sweep": (0.9, 1.0, 1.3),
     },
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from kit.trajectory.experiment import (
     load_trained,
     train,
 )
-from kit.trajectory.gits import GITSSearch, gits_search
+from kit.trajectory.gits import GITSSearch, cost_matrix_from_teacher, gits_search
 
 Tensor = torch.Tensor
 
@@ -57,46 +58,73 @@ def _mean_l2(a: Tensor, b: Tensor) -> float:
     return float((a - b).reshape(a.shape[0], -1).norm(dim=1).mean())
 
 
+def searches_for_case(cfg: TrajectoryConfig, case: DenoiserCase) -> dict[str, GITSSearch]:
+    """Return {metric: GITSSearch} for the case's primary metric and ``cfg.gits_metric_sweep``.
+
+    The teacher (the only network cost) runs once; other metrics reuse its states (`cost_matrix_from_teacher`).
+    """
+    warm = noises(case, cfg.n_warmup, cfg.seed + WARMUP_SEED_OFFSET, case.sigma_max)
+    first = gits_search(case.denoiser, warm, grid_steps=cfg.grid_steps, metric=case.metric,
+                        sigma_min=case.sigma_min, sigma_max=case.sigma_max, keep_teacher=True)
+    out = {case.metric: first}
+    for m in cfg.gits_metric_sweep:
+        if m not in out:
+            cost = cost_matrix_from_teacher(first.teacher_xs, first.teacher_eps, first.grid, metric=m)
+            out[m] = dataclasses.replace(first, cost=cost, metric=m)
+    for s in out.values():  # the teacher states are not needed any more
+        s.teacher_xs = s.teacher_eps = None
+    return out
+
+
 @torch.no_grad()
-def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = None) -> tuple[list[dict], GITSSearch, dict]:
-    """Return (rows, GITS search, reference info) for one denoiser."""
+def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = None
+                  ) -> tuple[list[dict], dict[str, GITSSearch], dict]:
+    """Return (rows, {metric: GITS search}, reference info) for one denoiser.
+
+    Each row is {denoiser, solver, schedule, nfe, metric, coeff, variant, error, basin}. GITS rows carry
+    ``variant="paper"`` for the paper's setting (the case's primary metric at ``cfg.coeff``) and ``"sweep"``
+    for the other metrics and coeffs; ``basin`` is the share of samples ending nearest to the same training
+    point as the reference (memorising denoisers only).
+    """
     lo, hi = case.sigma_min, case.sigma_max
     x0 = noises(case, cfg.n_eval, cfg.seed + EVAL_SEED_OFFSET, hi)
     ref = sample(case.denoiser, x0, edm_sigmas(cfg.ref_steps, lo, hi), "heun")
     half = sample(case.denoiser, x0, edm_sigmas(max(cfg.ref_steps // 2, 1), lo, hi), "heun")
-    ref_info = {"steps": cfg.ref_steps, "error_vs_half_steps": _mean_l2(ref, half),
-                "ref_basin": None if case.data is None else case.data.nearest_index(ref)}
-    warm = noises(case, cfg.n_warmup, cfg.seed + WARMUP_SEED_OFFSET, hi)
-    search = gits_search(case.denoiser, warm, grid_steps=cfg.grid_steps, metric=case.metric,
-                         sigma_min=lo, sigma_max=hi)
-    rows = []
+    ref_info = {"steps": cfg.ref_steps, "error_vs_half_steps": _mean_l2(ref, half)}
+    ref_basin = None if case.data is None else case.data.nearest_index(ref)
+    searches = searches_for_case(cfg, case)
     coeffs = sorted(set(cfg.coeff_sweep) | {cfg.coeff})
+    base = {"denoiser": case.name, "metric": None, "coeff": None, "variant": None}
+    rows = []
     for solver in cfg.solvers:
         for nfe in cfg.nfes:
             try:
                 steps = steps_for_nfe(solver, nfe)
             except ValueError:  # e.g. heun at odd NFE: no step count spends exactly nfe
-                rows.append({"denoiser": case.name, "solver": solver, "schedule": None, "nfe": nfe,
-                             "coeff": None, "error": None, "basin": None})
+                rows.append({**base, "solver": solver, "schedule": None, "nfe": nfe, "error": None, "basin": None})
                 continue
-            plans = [(name, None, fixed_schedule(name, steps, lo, hi)) for name in cfg.schedules]
-            plans += [("gits", c, search.schedule(nfe, solver=solver, coeff=c)) for c in coeffs]
-            for name, coeff, sigmas in plans:
+            plans = [({"schedule": name}, fixed_schedule(name, steps, lo, hi)) for name in cfg.schedules]
+            for m, search in searches.items():
+                for c in coeffs:
+                    variant = "paper" if (m == case.metric and c == cfg.coeff) else "sweep"
+                    plans.append(({"schedule": "gits", "metric": m, "coeff": c, "variant": variant},
+                                  search.schedule(nfe, solver=solver, coeff=c)))
+            for fields, sigmas in plans:
                 x = sample(case.denoiser, x0, sigmas, solver)
                 basin = None
-                if case.data is not None:
-                    basin = float((case.data.nearest_index(x) == ref_info["ref_basin"]).double().mean())
-                rows.append({"denoiser": case.name, "solver": solver, "schedule": name, "nfe": nfe,
-                             "coeff": coeff, "error": _mean_l2(x, ref), "basin": basin})
+                if ref_basin is not None:
+                    basin = float((case.data.nearest_index(x) == ref_basin).double().mean())
+                rows.append({**base, **fields, "solver": solver, "nfe": nfe, "error": _mean_l2(x, ref),
+                             "basin": basin})
             if progress is not None:
                 progress.update(1)
-    ref_info.pop("ref_basin")
-    return rows, search, ref_info
+    return rows, searches, ref_info
 
 
-def summarize(rows: list[dict], coeff: float) -> dict[str, Any]:
-    """Return per denoiser: GITS (at ``coeff``) vs the solver's recommended schedule and vs the best fixed schedule
-    of each (solver, NFE) cell, with win counts (also for GITS at its best coeff of the sweep)."""
+def summarize(rows: list[dict]) -> dict[str, Any]:
+    """Return per denoiser: GITS in the paper's setting (``variant == "paper"``) vs the solver's recommended
+    schedule and vs the best fixed schedule of each (solver, NFE) cell, with win counts; also the best GITS
+    variant of the metric x coeff sweep ("best_variant" = "metric@coeff")."""
     out: dict[str, Any] = {}
     cells: dict[tuple, dict] = {}
     for r in rows:
@@ -104,26 +132,28 @@ def summarize(rows: list[dict], coeff: float) -> dict[str, Any]:
             continue
         c = cells.setdefault((r["denoiser"], r["solver"], r["nfe"]), {"fixed": {}, "gits": {}})
         if r["schedule"] == "gits":
-            c["gits"][r["coeff"]] = r["error"]
+            c["gits"][f"{r['metric']}@{r['coeff']}"] = r["error"]
+            if r["variant"] == "paper":
+                c["paper"] = r["error"]
         else:
             c["fixed"][r["schedule"]] = r["error"]
     for (den, solver, nfe), c in sorted(cells.items()):
-        if not c["fixed"] or coeff not in c["gits"]:
+        if not c["fixed"] or "paper" not in c:
             continue
         best_name = min(c["fixed"], key=c["fixed"].get)
-        best, gits = c["fixed"][best_name], c["gits"][coeff]
-        best_coeff = min(c["gits"], key=c["gits"].get)
+        best, gits = c["fixed"][best_name], c["paper"]
+        best_variant = min(c["gits"], key=c["gits"].get)
         rec_name = RECOMMENDED_SCHEDULE[solver]
         rec = c["fixed"].get(rec_name)
-        d = out.setdefault(den, {"cells": [], "cells_total": 0, "wins": 0, "wins_best_coeff": 0,
+        d = out.setdefault(den, {"cells": [], "cells_total": 0, "wins": 0, "wins_best_variant": 0,
                                  "wins_vs_recommended": 0, "cells_with_recommended": 0})
         d["cells"].append({"solver": solver, "nfe": nfe, "recommended": rec_name, "recommended_error": rec,
                            "best_fixed": best_name, "best_fixed_error": best, "gits_error": gits,
                            "ratio_to_best_fixed": gits / best if best > 0 else math.inf,
-                           "best_coeff": best_coeff, "gits_best_coeff_error": c["gits"][best_coeff]})
+                           "best_variant": best_variant, "gits_best_variant_error": c["gits"][best_variant]})
         d["cells_total"] += 1
         d["wins"] += gits < best
-        d["wins_best_coeff"] += c["gits"][best_coeff] < best
+        d["wins_best_variant"] += c["gits"][best_variant] < best
         if rec is not None:
             d["cells_with_recommended"] += 1
             d["wins_vs_recommended"] += gits < rec
@@ -150,11 +180,11 @@ def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None =
     t0 = time.perf_counter()
     with tqdm(total=n_cells, desc="solver x NFE cells") as bar:
         for case in cases:
-            r, search, ref = evaluate_case(cfg, case, bar)
+            r, case_searches, ref = evaluate_case(cfg, case, bar)
             rows += r
-            searches[case.name] = search
+            searches[case.name] = case_searches[case.metric]
             refs[case.name] = ref
-    summary = summarize(rows, cfg.coeff)
+    summary = summarize(rows)
     run.record("errors", rows)
     run.record("reference", refs)
     run.record("gits_search", {k: {"teacher_calls": s.teacher_calls, "network_evaluations": s.teacher_evaluations,
@@ -162,6 +192,6 @@ def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None =
                                    "grid_points": int(s.grid.numel())} for k, s in searches.items()})
     run.record("gits_wins", {k: {"cells": v["cells_total"], "vs_recommended_schedule": v["wins_vs_recommended"],
                                  "vs_best_fixed_schedule": v["wins"],
-                                 "vs_best_fixed_with_best_coeff": v["wins_best_coeff"]} for k, v in summary.items()})
+                                 "vs_best_fixed_best_gits_variant": v["wins_best_variant"]} for k, v in summary.items()})
     run.record("evaluate_seconds", round(time.perf_counter() - t0, 2))
     return EvalResult(rows, searches, summary, refs, cases)

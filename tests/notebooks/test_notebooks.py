@@ -16,6 +16,9 @@ NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_c
 # what each notebook must record in metrics.json (checked after the run), beyond "something"
 EXPECTED_KEYS = {
     "00_start_here": {"digits_test_accuracy", "coins_hot_fraction_at_0.35"},
+    "trajectory/01_train": {"config", "digits", "ring2d"},
+    "trajectory/02_evaluate": {"config", "errors", "gits_search", "gits_wins", "reference"},
+    "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits"},
 }
 
 
@@ -51,6 +54,15 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     assert not missing, f"metrics.json lacks {missing}"
     if path.stem == "00_start_here":
         assert metrics["digits_test_accuracy"] > 0.85
+    if path.parent.name == "trajectory" and path.stem == "03_explore":
+        reg = metrics["regularity_digits"]  # the paper's regularities, measured on exact digit trajectories
+        assert reg["explained_top2_min"] > 0.98 and reg["min_cos"] > 0.95
+        assert abs(reg["chord_mean"] - reg["chord_expected"]) < 0.1 * reg["chord_expected"]
+        assert all(v["D"] < v["x"] for v in reg["distance_to_end"].values())
+    if path.parent.name == "trajectory" and path.stem == "02_evaluate":
+        wins = metrics["gits_wins"]
+        assert set(wins) == {"kde", "empirical", "gmm2d", "trained"}
+        assert all(0 <= w["vs_best_fixed_schedule"] <= w["cells"] for w in wins.values())
 
 
 def test_unknown_parameter_is_rejected_before_running():

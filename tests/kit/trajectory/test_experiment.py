@@ -113,22 +113,25 @@ def test_train_learns_resumes_and_reloads(tmp_path):
 
 
 def test_summarize_counts_wins():
+    def row(nfe, schedule, error, metric=None, coeff=None, variant=None, solver="euler"):
+        return {"denoiser": "d", "solver": solver, "nfe": nfe, "schedule": schedule, "metric": metric,
+                "coeff": coeff, "variant": variant, "error": error}
+
     rows = [
-        {"denoiser": "d", "solver": "euler", "nfe": 4, "schedule": "edm", "coeff": None, "error": 2.0},
-        {"denoiser": "d", "solver": "euler", "nfe": 4, "schedule": "logsnr", "coeff": None, "error": 1.0},
-        {"denoiser": "d", "solver": "euler", "nfe": 4, "schedule": "gits", "coeff": 1.15, "error": 1.5},
-        {"denoiser": "d", "solver": "euler", "nfe": 4, "schedule": "gits", "coeff": 1.0, "error": 0.5},
-        {"denoiser": "d", "solver": "euler", "nfe": 6, "schedule": "edm", "coeff": None, "error": 1.0},
-        {"denoiser": "d", "solver": "euler", "nfe": 6, "schedule": "gits", "coeff": 1.15, "error": 0.9},
-        {"denoiser": "d", "solver": "heun", "nfe": 5, "schedule": None, "coeff": None, "error": None},
+        row(4, "edm", 2.0), row(4, "logsnr", 1.0),
+        row(4, "gits", 1.5, "dev", 1.15, "paper"), row(4, "gits", 0.5, "l2", 1.0, "sweep"),
+        row(6, "edm", 1.0), row(6, "gits", 0.9, "dev", 1.15, "paper"),
+        row(5, None, None, solver="heun"),
     ]
-    s = summarize(rows, 1.15)["d"]
-    assert (s["cells_total"], s["wins"], s["wins_vs_recommended"], s["wins_best_coeff"]) == (2, 1, 2, 2)
-    assert s["cells"][0]["best_fixed"] == "logsnr" and s["cells"][0]["best_coeff"] == 1.0
-    text = verdict_markdown(summarize(rows, 1.15), 1.15)
+    s = summarize(rows)["d"]
+    assert (s["cells_total"], s["wins"], s["wins_vs_recommended"], s["wins_best_variant"]) == (2, 1, 2, 2)
+    assert s["cells"][0]["best_fixed"] == "logsnr" and s["cells"][0]["best_variant"] == "l2@1.0"
+    text = verdict_markdown(summarize(rows), 1.15)
     assert "2 of 2 cells" in text and "1 of 2" in text
     table = error_table_markdown(rows, "d", 1.15)
-    assert "| euler | logsnr | **1** | n/a |" in table and "GITS (coeff 1.15)" in table
+    assert "| euler | logsnr | **1** | n/a | n/a |" in table
+    assert "| euler | GITS (paper: coeff 1.15) | 1.5 | n/a | **0.9** |" in table
+    assert "| euler | GITS best of sweep | 0.5 | n/a | 0.9 |" in table
 
 
 def test_evaluate_small_grid(tmp_path):
@@ -136,7 +139,7 @@ def test_evaluate_small_grid(tmp_path):
                         n_eval=12, n_warmup=12, ref_steps=120, grid_steps=30, coeff_sweep=(1.0,))
     run = RunDir(tmp_path)
     res = evaluate(cfg, run)
-    per_cell = len(cfg.schedules) + 2  # fixed schedules + GITS at coeff 1.0 and 1.15
+    per_cell = len(cfg.schedules) + 2 * 2  # fixed schedules + GITS at coeff 1.0 and 1.15 for dev and l2
     assert len([r for r in res.rows if r["error"] is not None]) == 2 * (3 + 2) * per_cell
     assert [r for r in res.rows if r["solver"] == "heun" and r["nfe"] == 5][0]["error"] is None
     # one cell recomputed independently: Euler on EDM rho=7 with 4 steps vs a Heun reference
@@ -152,7 +155,9 @@ def test_evaluate_small_grid(tmp_path):
     assert euler_edm[8] < euler_edm[4]
     assert res.references["kde"]["error_vs_half_steps"] < 0.05 * euler_edm[8]
     m = run.metrics
-    assert m["gits_search"]["kde"]["network_evaluations"] == 30 * 12
+    assert m["gits_search"]["kde"]["network_evaluations"] == 30 * 12  # one teacher run serves both metrics
+    paper = [r for r in res.rows if r["schedule"] == "gits" and r["variant"] == "paper"]
+    assert {(r["denoiser"], r["metric"], r["coeff"]) for r in paper} == {("gmm2d", "l2", 1.15), ("kde", "dev", 1.15)}
     assert set(m["gits_wins"]) == {"gmm2d", "kde"}
 
 
