@@ -61,8 +61,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = params.pop("preset", "tiny")
     cfg = config.preset(name, **params)
     out = Path(args.output_dir) if args.output_dir else default_runs_root() / args.series / f"train_{name}"
-    result = experiment.train(cfg, RunDir(out))
-    print(f"trained {args.series} ({name}) into {out}; metrics: {getattr(result, 'metrics', {})}")
+    run = RunDir(out)
+    experiment.train(cfg, run)
+    print(f"trained {args.series} ({name}) into {run.path}; recorded: {', '.join(run.metrics)}")
     return 0
 
 

@@ -58,3 +58,13 @@ def test_demo_reports_a_failing_notebook_and_runs_the_rest(tmp_path, monkeypatch
     assert "boom in start" in index and "answer" in index and "42" in index
     assert 'href="trajectory/01_train/01_train.html"' in index
     assert json.loads((tmp_path / "out" / "trajectory" / "01_train" / "metrics.json").read_text()) == {"answer": 42}
+
+
+def test_train_runs_a_series_without_a_notebook(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["train", "trajectory", "-p", "max_steps", "5", "-p", "dataset", "ring2d", "-p", "hidden", "16",
+                 "--output-dir", str(out)]) == 0
+    assert (out / "checkpoints" / "step_00000005.safetensors").is_file()
+    assert json.loads((out / "metrics.json").read_text())["dataset"] == "ring2d"
+    assert main(["train", "trajectory", "-p", "max_stepz", "5", "--output-dir", str(out)]) == 2
+    assert "unknown TrajectoryConfig fields ['max_stepz']" in capsys.readouterr().err
