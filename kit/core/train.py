@@ -8,6 +8,7 @@ uninterrupted one (single process; exact up to floating-point reduction order).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -89,6 +90,16 @@ def _make_accelerator(device: str, mixed_precision: str):
     return Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision)
 
 
+def _takes_step(loss_fn: Callable) -> bool:
+    """True when ``loss_fn`` accepts a third positional argument (the optimizer step index)."""
+    try:
+        params = list(inspect.signature(loss_fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
 def _split_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
     if isinstance(out, dict):
         if "loss" not in out:
@@ -124,6 +135,7 @@ def fit(
     seed: int = 0,
     shuffle: bool = True,
     collate_fn: Callable | None = None,
+    num_workers: int = 0,
     device: str = "auto",
     progress: bool = True,
     desc: str = "train",
@@ -133,7 +145,8 @@ def fit(
     ``data`` is a map-style ``Dataset`` (batched here, in an order fixed by ``seed`` and the epoch: exact
     resume), a ``DataLoader`` (used as given; resume is exact only at epoch boundaries), or a callable
     ``data(step) -> batch`` for generators that draw fresh samples (use the global torch RNG inside: its state is
-    checkpointed). ``loss_fn`` returns a scalar tensor or a dict with ``"loss"`` and extra scalars to log.
+    checkpointed). ``loss_fn(model, batch)`` returns a scalar tensor or a dict with ``"loss"`` and extra scalars to
+    log; a ``loss_fn(model, batch, step)`` also receives the 0-based optimizer step (for epoch-based warm-ups).
 
     Every ``log_every`` steps each callback receives ``{"step", "kind": "train", "loss", "lr", ...}``; every
     ``eval_every`` steps (and at the end) ``eval_fn(model)`` runs and callbacks receive
@@ -171,7 +184,9 @@ def fit(
     if isinstance(data, Dataset):
         sampler = EpochShuffleSampler(len(data), seed, shuffle, rank, world)
         loader: Any = DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
-                                 drop_last=False, generator=torch.Generator().manual_seed(seed))
+                                 drop_last=False, generator=torch.Generator().manual_seed(seed),
+                                 num_workers=num_workers, persistent_workers=num_workers > 0,
+                                 pin_memory=accelerator.device.type == "cuda")
     elif isinstance(data, DataLoader):
         loader = data
     elif callable(data):
@@ -228,6 +243,7 @@ def fit(
         emit({"step": step, "kind": "eval", **metrics})
         return metrics
 
+    step_aware = _takes_step(loss_fn)
     step, metrics, ckpt, t0 = start_step, {}, None, time.perf_counter()
     it = batches()
     bar_kw = {} if (progress and accelerator.is_main_process) else {"disable": True}  # TQDM_DISABLE still applies
@@ -242,7 +258,8 @@ def fit(
                 batch = send_to_device(next(it), accelerator.device)
                 sync = micro == grad_accum_steps - 1
                 with (nullcontext() if sync or world == 1 else accelerator.no_sync(model_p)), accelerator.autocast():
-                    loss, extras = _split_loss(loss_fn(model_p, batch))
+                    out = loss_fn(model_p, batch, step) if step_aware else loss_fn(model_p, batch)
+                    loss, extras = _split_loss(out)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check data")
                     accelerator.backward(loss / grad_accum_steps)

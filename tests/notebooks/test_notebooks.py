@@ -19,6 +19,9 @@ EXPECTED_KEYS = {
     "trajectory/01_train": {"config", "digits", "ring2d"},
     "trajectory/02_evaluate": {"config", "errors", "gits_search", "gits_wins", "reference"},
     "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits"},
+    "rld/01_train": {"config", "accuracy", "students"},
+    "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary"},
+    "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
 }
 
 
@@ -59,6 +62,17 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         assert reg["explained_top2_min"] > 0.98 and reg["min_cos"] > 0.95
         assert abs(reg["chord_mean"] - reg["chord_expected"]) < 0.1 * reg["chord_expected"]
         assert all(v["D"] < v["x"] for v in reg["distance_to_end"].values())
+    if path.parent.name == "rld" and path.stem == "02_evaluate":
+        acc = {r["method"]: r for r in metrics["accuracy"]}
+        assert set(acc) == {"ce", "kd", "dkd", "la", "rld"} and all(r["seeds"] == 3 for r in acc.values())
+        # a good teacher (the whole pool): distillation beats plain CE, and RLD is within noise of DKD
+        assert acc["rld"]["best_mean"] > acc["ce"]["best_mean"]
+        assert abs(acc["rld"]["best_mean"] - acc["dkd"]["best_mean"]) < 0.02
+        gains = [r["rld_minus_dkd"] for r in metrics["sweep_summary"]]
+        assert gains[-1] > gains[0]  # RLD's lead over DKD grows with the teacher's error (Fig. 4)
+    if path.parent.name == "rld" and path.stem == "03_explore":
+        wrong = metrics["true_class_gradient"]["wrong teacher"]
+        assert wrong["KD"] > 0 > wrong["RLD"]  # KD pushes the true logit down on a wrong teacher, RLD up
     if path.parent.name == "trajectory" and path.stem == "02_evaluate":
         wins = metrics["gits_wins"]
         assert set(wins) == {"kde", "empirical", "gmm2d", "trained"}

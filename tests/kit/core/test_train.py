@@ -122,3 +122,14 @@ def test_bad_input_is_reported_clearly(tmp_path):
         fit(_model(), lambda m, b: {"l": m(b[0]).sum()}, _data(), max_steps=1, progress=False)
     with pytest.raises(FloatingPointError, match="loss is nan"):
         fit(_model(), lambda m, b: m(b[0]).sum() * float("nan"), _data(), max_steps=1, progress=False)
+
+
+def test_step_aware_loss_receives_the_optimizer_step():
+    seen = []
+
+    def loss(model, batch, step):
+        seen.append(step)
+        return model(batch[0]).pow(2).mean()
+
+    fit(_model(), loss, _data(32), max_steps=3, batch_size=8, grad_accum_steps=2, progress=False, log_every=0)
+    assert seen == [0, 0, 1, 1, 2, 2]

@@ -1,0 +1,1 @@
+"""Generators and loaders that more than one series uses."""
