@@ -1,6 +1,14 @@
 """Shared diffusion core: EDM-convention denoisers, time schedules, probability-flow ODE solvers, preconditioning
 and the bridge to diffusers models."""
 
+from kit.diffusion.attention import (
+    AttentionStore,
+    RecordingAttnProcessor,
+    ReplaceCrossAttention,
+    ReweightTokens,
+    find_attention_store,
+    register_attention_store,
+)
 from kit.diffusion.denoisers import (
     EmpiricalDenoiser,
     GaussianDenoiser,
@@ -18,8 +26,44 @@ from kit.diffusion.schedules import (
     time_uniform_sigmas,
 )
 from kit.diffusion.solvers import SOLVERS, CountingDenoiser, sample, solver_nfe, steps_for_nfe
+from kit.diffusion.t2i import (
+    T2IOutput,
+    TextToImagePipeline,
+    build_unet,
+    default_scheduler,
+    from_pretrained_sd,
+    load_shapes_pipeline,
+    tiny_unet_config,
+)
+from kit.diffusion.text import (
+    build_text_encoder,
+    build_tokenizer,
+    check_prompt,
+    encode_prompts,
+    tiny_text_config,
+    unknown_words,
+)
 
 __all__ = [
+    "AttentionStore",
+    "RecordingAttnProcessor",
+    "ReplaceCrossAttention",
+    "ReweightTokens",
+    "T2IOutput",
+    "TextToImagePipeline",
+    "build_text_encoder",
+    "build_tokenizer",
+    "build_unet",
+    "check_prompt",
+    "default_scheduler",
+    "encode_prompts",
+    "find_attention_store",
+    "from_pretrained_sd",
+    "load_shapes_pipeline",
+    "register_attention_store",
+    "tiny_text_config",
+    "tiny_unet_config",
+    "unknown_words",
     "SCHEDULES",
     "SOLVERS",
     "CountingDenoiser",

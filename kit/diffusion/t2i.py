@@ -1,0 +1,399 @@
+"""A text-to-image pipeline with diffusers' call shape over any (UNet2DConditionModel, text encoder, tokenizer).
+
+``TextToImagePipeline(unet, text_encoder, tokenizer, scheduler, vae)(prompts, num_inference_steps=20,
+guidance_scale=3.0, generator=...)`` samples as Stable Diffusion does (Rombach et al., arXiv:2112.10752), with
+classifier-free guidance (Ho & Salimans, arXiv:2207.12598): ``eps = eps_u + w (eps_c - eps_u)`` where ``eps_u`` is the
+prediction for the negative prompt ("" by default); both halves go through the UNet as one batch
+``[uncond x B, cond x B]``. Guidance is off (batch ``[cond x B]``) when ``guidance_scale <= 1``.
+
+Two sampling paths:
+
+- ``solver=None``: the diffusers scheduler (DDIM, DPMSolverMultistep, Euler, DDPM, ...) through ``set_timesteps`` +
+  ``scale_model_input`` + ``step``, as diffusers' pipelines do; ``sigmas=`` goes through
+  :func:`kit.trajectory.export.apply_schedule` (schedulers that accept custom sigmas or timesteps).
+- ``solver="dpmpp2m"`` (any name of :data:`kit.diffusion.solvers.SOLVERS`): the kit ODE solver on the EDM form
+  ``D(x, sigma)`` of the guided model (:func:`kit.diffusion.hf.from_diffusers`), over the named ``schedule`` built
+  on the model's sigma range, or over explicit ``sigmas`` (e.g. a GITS schedule), which must lie in that range.
+  Guidance is applied to the model output, which is exact for every prediction type since ``D`` is affine in it.
+
+Latent space when ``vae`` is given (``vae.decode(latents / vae.config.scaling_factor)``), pixel space otherwise; in
+both, the model's output ``x`` in [-1, 1] becomes ``clamp((x + 1) / 2, 0, 1)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kit.diffusion.text import encode_prompts
+
+__all__ = ["tiny_unet_config", "build_unet", "default_scheduler", "T2IOutput", "TextToImagePipeline",
+           "from_pretrained_sd"]
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def tiny_unet_config(
+    sample_size: int = 32,
+    in_channels: int = 3,
+    block_out_channels: Sequence[int] = (64, 128, 128),
+    cross_attention_dim: int = 64,
+    layers_per_block: int = 1,
+    attention_head_dim: int = 8,
+    norm_num_groups: int | None = None,
+) -> dict[str, Any]:
+    """Return kwargs for ``diffusers.UNet2DConditionModel``: DownBlock2D then CrossAttnDownBlock2D blocks, mirrored up.
+
+    With 3 levels and 32x32 inputs, cross-attention runs at 16x16 and 8x8 (and in the 8x8 mid block).
+    ``attention_head_dim`` is passed as diffusers names it (for this UNet it is the number of heads).
+    ``norm_num_groups`` defaults to the largest divisor <= 32 of every channel count.
+    """
+    chans = tuple(int(c) for c in block_out_channels)
+    if len(chans) < 2 or any(c < 1 for c in chans):
+        raise ValueError(f"block_out_channels must list >= 2 positive ints, got {block_out_channels!r}")
+    for name, value in (("sample_size", sample_size), ("in_channels", in_channels),
+                        ("cross_attention_dim", cross_attention_dim), ("layers_per_block", layers_per_block),
+                        ("attention_head_dim", attention_head_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if sample_size % 2 ** (len(chans) - 1):
+        raise ValueError(f"sample_size ({sample_size}) must be divisible by 2^(levels-1) = {2 ** (len(chans) - 1)}")
+    g = math.gcd(*chans)
+    if norm_num_groups is None:
+        norm_num_groups = max(d for d in range(1, min(32, g) + 1) if g % d == 0)
+    elif g % norm_num_groups:
+        raise ValueError(f"norm_num_groups ({norm_num_groups}) must divide every channel count {chans}")
+    if any(c % attention_head_dim for c in chans[1:]):
+        raise ValueError(f"attention_head_dim (heads, {attention_head_dim}) must divide the channels {chans[1:]}")
+    n = len(chans)
+    return dict(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=chans,
+        layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups,
+    )
+
+
+def build_unet(**kw: Any):
+    """Return a randomly initialised ``diffusers.UNet2DConditionModel`` of :func:`tiny_unet_config` (``kw``)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**tiny_unet_config(**kw))
+
+
+def default_scheduler(latent: bool = False):
+    """Return a DDIMScheduler: SD 1.x's scaled-linear betas for latents, linear DDPM betas for pixels (no clipping)."""
+    from diffusers import DDIMScheduler
+
+    if latent:
+        return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                             set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(beta_schedule="linear", clip_sample=False)
+
+
+@dataclass
+class T2IOutput:
+    """Sampling result: ``images`` (list of PIL images, [B, H, W, C] numpy, [B, C, H, W] tensor in [0, 1], or the
+    latents for "latent") and the final ``latents`` [B, c, h, w] before decoding."""
+
+    images: Any
+    latents: Tensor
+
+
+class _GuidedModel:
+    """UNet-like callable ``model(x, t) -> .sample`` applying classifier-free guidance with one batched UNet call."""
+
+    def __init__(self, unet, cond: Tensor, uncond: Tensor | None, guidance_scale: float) -> None:
+        self.unet, self.cond, self.uncond, self.w = unet, cond, uncond, guidance_scale
+        self.dtype = unet.dtype
+
+    def __call__(self, x: Tensor, t: Tensor, **_: Any) -> SimpleNamespace:
+        x_in = x.to(self.dtype)
+        if self.uncond is None:
+            return SimpleNamespace(sample=self.unet(x_in, t, encoder_hidden_states=self.cond).sample.float())
+        t2 = torch.cat([t, t]) if t.ndim == 1 else t
+        out = self.unet(torch.cat([x_in, x_in]), t2, encoder_hidden_states=torch.cat([self.uncond, self.cond]))
+        eps_u, eps_c = out.sample.float().chunk(2)
+        return SimpleNamespace(sample=eps_u + self.w * (eps_c - eps_u))
+
+
+class TextToImagePipeline:
+    """Text-to-image sampling with diffusers' call shape; see the module docstring for the two sampling paths."""
+
+    def __init__(self, unet, text_encoder, tokenizer, scheduler=None, vae=None, solver: str | None = None,
+                 schedule: str = "edm") -> None:
+        from kit.diffusion.schedules import SCHEDULES
+        from kit.diffusion.solvers import SOLVERS
+
+        if solver is not None and solver not in SOLVERS:
+            raise ValueError(f"solver must be None (use the scheduler) or one of {SOLVERS}, got {solver!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        for name, obj in (("unet", unet), ("text_encoder", text_encoder), ("tokenizer", tokenizer)):
+            if obj is None:
+                raise ValueError(f"{name} is required")
+        self.unet, self.text_encoder, self.tokenizer, self.vae = unet, text_encoder, tokenizer, vae
+        self.scheduler = scheduler if scheduler is not None else default_scheduler(latent=vae is not None)
+        self.solver, self.schedule = solver, schedule
+
+    @property
+    def components(self) -> dict[str, Any]:
+        """Return the pipeline's parts as keyword arguments of the constructor."""
+        return {"unet": self.unet, "text_encoder": self.text_encoder, "tokenizer": self.tokenizer,
+                "scheduler": self.scheduler, "vae": self.vae, "solver": self.solver, "schedule": self.schedule}
+
+    @classmethod
+    def from_components(cls, components: dict[str, Any] | None = None, **overrides: Any) -> TextToImagePipeline:
+        """Return a pipeline over ``components`` (e.g. another pipeline's ``.components``) with ``overrides``."""
+        return cls(**{**(components or {}), **overrides})
+
+    @property
+    def device(self) -> torch.device:
+        """Return the UNet's device."""
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> TextToImagePipeline:
+        """Return self after moving the UNet, text encoder and VAE to ``device``."""
+        for module in (self.unet, self.text_encoder, self.vae):
+            if module is not None:
+                module.to(device)
+        return self
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Return the VAE's spatial downsampling factor (1 in pixel space)."""
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def encode_prompt(self, prompts: Sequence[str]) -> Tensor:
+        """Return text-encoder hidden states [B, L, hidden] on the UNet's device and dtype."""
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts).to(self.device, self.unet.dtype)
+
+    def _size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        f = self.vae_scale_factor
+        base = self.unet.config.sample_size
+        base = base if isinstance(base, int) else base[0]
+        height, width = height or base * f, width or base * f
+        mult = f * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        if height % mult or width % mult:
+            raise ValueError(f"height and width must be multiples of {mult}, got {height}x{width}")
+        return height // f, width // f
+
+    def _solver_sigmas(self, den, n: int, sigmas: Any) -> Tensor:
+        from kit.diffusion.schedules import get_schedule
+        from kit.diffusion.solvers import check_sigmas
+
+        if sigmas is None:
+            return get_schedule(self.schedule, n, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
+        values = torch.tensor(check_sigmas(sigmas), dtype=torch.float64)
+        lo, hi = den.sigma_min * (1 - 1e-5), den.sigma_max * (1 + 1e-5)
+        if values[0] > hi or values[-1] < lo:
+            raise ValueError(
+                f"sigmas must lie in the model's range [{den.sigma_min:.6g}, {den.sigma_max:.6g}], got "
+                f"[{values[-1]:.6g}, {values[0]:.6g}]; build the schedule with scheduler_sigma_range"
+            )
+        return values.clamp(den.sigma_min, den.sigma_max)
+
+    def _decode(self, latents: Tensor, output_type: str):
+        if output_type == "latent":
+            return latents
+        if self.vae is not None:
+            z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+            x = self.vae.decode(z).sample.float()
+        else:
+            x = latents.float()
+        images = ((x + 1) / 2).clamp(0, 1)
+        if output_type == "pt":
+            return images
+        arr = images.permute(0, 2, 3, 1).cpu().numpy()
+        if output_type == "np":
+            return arr
+        from PIL import Image
+
+        u8 = np.round(arr * 255).astype(np.uint8)
+        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        num_inference_steps: int = 20,
+        guidance_scale: float = 3.0,
+        generator: torch.Generator | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        output_type: str = "pil",
+        sigmas: Tensor | Sequence[float] | None = None,
+        callback: Callable[[int, float, Tensor], None] | None = None,
+        latents: Tensor | None = None,
+        solver: str | None = None,
+    ) -> T2IOutput:
+        """Return a :class:`T2IOutput` of images for ``prompt`` (a string or a list of B strings).
+
+        ``sigmas``: an explicit VE schedule [n + 1] (sigma_max first), overriding ``num_inference_steps``.
+        ``callback(i, t, latents)`` runs at the start of step i: ``t`` is the scheduler timestep (scheduler path) or
+        sigma_i with VE latents (solver path). ``latents`` [B, c, h, w]: the initial standard normal noise
+        (default: drawn with ``generator`` on its device). ``solver`` overrides the pipeline's.
+        An :class:`kit.diffusion.attention.AttentionStore` registered on the UNet is told the batch layout.
+        """
+        from kit.diffusion.attention import find_attention_store
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompt must be a string or a non-empty list of strings")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
+                or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be finite, got {guidance_scale}")
+        solver = solver if solver is not None else self.solver
+        b = len(prompts)
+        guided = guidance_scale > 1.0
+        cond = self.encode_prompt(prompts)
+        uncond = None
+        if guided:
+            neg = [""] * b if negative_prompt is None else (
+                [negative_prompt] * b if isinstance(negative_prompt, str) else list(negative_prompt))
+            if len(neg) != b:
+                raise ValueError(f"negative_prompt must be a string or a list of {b} strings, got {len(neg)}")
+            uncond = self.encode_prompt(neg)
+        h, w = self._size(height, width)
+        shape = (b, self.unet.config.in_channels, h, w)
+        if latents is None:
+            gen_device = generator.device if generator is not None else torch.device("cpu")
+            latents = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {list(shape)}, got {list(latents.shape)}")
+        noise = latents.to(self.device, torch.float32)
+        store = find_attention_store(self.unet)
+        if store is not None:
+            store.begin(batch_size=b, guided=guided, latent_size=(h, w))
+        model = _GuidedModel(self.unet, cond, uncond, guidance_scale)
+        if solver is None:
+            x = self._run_scheduler(model, noise, num_inference_steps, sigmas, generator, callback)
+        else:
+            x = self._run_solver(model, noise, num_inference_steps, sigmas, solver, callback)
+        return T2IOutput(images=self._decode(x, output_type), latents=x)
+
+    def _run_scheduler(self, model, noise, n, sigmas, generator, callback) -> Tensor:
+        sched = self.scheduler
+        if sigmas is not None:
+            from kit.trajectory.export import apply_schedule
+
+            apply_schedule(sched, sigmas, device=self.device)
+        else:
+            sched.set_timesteps(n, device=self.device)
+        step_params = set(inspect.signature(sched.step).parameters)
+        extra = {"generator": generator} if "generator" in step_params else {}
+        x = noise * sched.init_noise_sigma
+        for i, t in enumerate(sched.timesteps):
+            if callback is not None:
+                callback(i, t, x)
+            out = model(sched.scale_model_input(x, t), t).sample
+            x = sched.step(out, t, x, **extra).prev_sample
+        return x
+
+    def _run_solver(self, model, noise, n, sigmas, solver, callback) -> Tensor:
+        from kit.diffusion.hf import from_diffusers
+        from kit.diffusion.solvers import sample
+
+        den = from_diffusers(model, self.scheduler)
+        sig = self._solver_sigmas(den, n, sigmas)
+        cb = None if callback is None else (lambda i, x, d, s: callback(i, s, x))
+        return sample(den, noise * float(sig[0]), sig, solver=solver, callback=cb)
+
+
+def from_pretrained_sd(model_id_or_path: str, tokenizer=None, scheduler=None, solver: str | None = None,
+                       **kw: Any) -> TextToImagePipeline:
+    """Return a pipeline over a Stable Diffusion 1.x folder or hub id (subfolders unet, text_encoder, tokenizer,
+    vae, scheduler), loaded with each library's ``from_pretrained`` (``kw``: e.g. ``torch_dtype``,
+    ``local_files_only``). ``tokenizer`` / ``scheduler`` given explicitly are used instead of the folder's;
+    the default scheduler is the folder's config as a DDIMScheduler. Downloads only when called with a hub id.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    if not isinstance(model_id_or_path, str) or not model_id_or_path:
+        raise ValueError(f"model_id_or_path must be a folder or hub id string, got {model_id_or_path!r}")
+    hub_kw = {k: v for k, v in kw.items() if k in ("local_files_only", "revision", "cache_dir", "token")}
+    unet = UNet2DConditionModel.from_pretrained(model_id_or_path, subfolder="unet", **kw)
+    text_encoder = CLIPTextModel.from_pretrained(model_id_or_path, subfolder="text_encoder", **kw)
+    vae = AutoencoderKL.from_pretrained(model_id_or_path, subfolder="vae", **kw)
+    if tokenizer is None:
+        tokenizer = CLIPTokenizer.from_pretrained(model_id_or_path, subfolder="tokenizer", **hub_kw)
+    if scheduler is None:
+        scheduler = DDIMScheduler.from_pretrained(model_id_or_path, subfolder="scheduler", **hub_kw)
+    for module in (unet, text_encoder, vae):
+        module.eval()
+    return TextToImagePipeline(unet, text_encoder, tokenizer, scheduler=scheduler, vae=vae, solver=solver)
+
+
+SHAPES_MODEL_DIR = "t2i_shapes"
+
+
+def shapes_model_dir():
+    """Return the folder of the committed ShapesWorld model (``kit/assets/t2i_shapes``)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "assets" / SHAPES_MODEL_DIR
+
+
+def load_shapes_pipeline(path=None, device: str | torch.device = "cpu", solver: str | None = "dpmpp2m",
+                         dtype: torch.dtype = torch.float32) -> TextToImagePipeline:
+    """Return the ready ShapesWorld pipeline saved by ``python -m kit.t2i.assets`` (pixel space, 32x32).
+
+    ``pipe("a big red circle", num_inference_steps=20, guidance_scale=3.0, generator=g).images`` is a list of PIL
+    images. ``path`` defaults to the committed weights; a missing folder raises ``FileNotFoundError`` saying how
+    to rebuild it.
+    """
+    import json
+    from pathlib import Path
+
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+    folder = Path(path) if path is not None else shapes_model_dir()
+    needed = ["unet.safetensors", "unet_config.json", "text_encoder.safetensors", "text_encoder_config.json",
+              "tokenizer", "kit_config.json"]
+    missing = [n for n in needed if not (folder / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"ShapesWorld model files {missing} not found in {folder}; rebuild them with "
+                                "`python -m kit.t2i.assets` (about 25 minutes on 2 CPU cores)")
+    unet_cfg = {k: v for k, v in json.loads((folder / "unet_config.json").read_text()).items()
+                if not k.startswith("_")}
+    unet = UNet2DConditionModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in unet_cfg.items()
+                                   if k in inspect.signature(UNet2DConditionModel.__init__).parameters})
+    unet.load_state_dict({k: v.to(dtype) for k, v in load_file(str(folder / "unet.safetensors")).items()})
+    text_cfg = CLIPTextConfig(**{k: v for k, v in json.loads((folder / "text_encoder_config.json").read_text()).items()
+                                 if not k.startswith("_") and k not in ("architectures", "transformers_version")})
+    text_encoder = CLIPTextModel(text_cfg)
+    result = text_encoder.load_state_dict(
+        {k: v.to(dtype) for k, v in load_file(str(folder / "text_encoder.safetensors")).items()}, strict=False)
+    bad = [k for k in result.missing_keys + result.unexpected_keys if not k.endswith("position_ids")]
+    if bad:
+        raise ValueError(f"text encoder weights in {folder} do not match its config: {bad}")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder / "tokenizer"))
+    meta = json.loads((folder / "kit_config.json").read_text())
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(num_train_timesteps=meta["num_train_timesteps"], beta_schedule="linear",
+                              prediction_type="epsilon", clip_sample=False)
+    pipe = TextToImagePipeline(unet.eval(), text_encoder.eval(), tokenizer, scheduler=scheduler, solver=solver)
+    return pipe.to(device)

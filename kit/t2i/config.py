@@ -1,0 +1,69 @@
+"""Presets of the text-to-image core: "tiny" (CI: a 16x16 model trained for seconds), "shapes" (the ShapesWorld
+model the notebooks use: 32x32, trained for about 20 minutes on 2 CPU cores, weights committed under kit/assets/)
+and "full" (Stable Diffusion 1.x through diffusers ``from_pretrained``, on a GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kit.core.presets import preset as _preset
+
+
+@dataclass(frozen=True)
+class T2IConfig:
+    """Everything a text-to-image run depends on; build it with :func:`preset`."""
+
+    seed: int = 0
+    device: str = "auto"
+    pretrained: str | None = None  # "full": a Stable Diffusion 1.x folder or hub id (downloads when asked)
+    # ShapesWorld training data (procedural: item i of the stream is generated from (seed, i))
+    resolution: int = 32
+    n_objects: tuple[int, int] = (1, 2)
+    single_fraction: float = 0.7
+    dataset_size: int = 200_000
+    # the model: a pixel-space UNet2DConditionModel and a jointly trained tiny CLIP text encoder
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_length: int = 16
+    # training: epsilon prediction on a DDPM (linear beta) schedule, 10% caption dropout for guidance
+    max_steps: int = 1500  # about 25 minutes on 2 CPU cores
+    batch_size: int = 16
+    lr: float = 1e-3
+    caption_dropout: float = 0.1
+    num_train_timesteps: int = 1000
+    checkpoint_every: int = 500
+    # sampling and evaluation
+    num_inference_steps: int = 20
+    guidance_scale: float = 3.0
+    solver: str = "dpmpp2m"
+    n_eval: int = 60
+
+    def __post_init__(self) -> None:
+        if self.resolution % 4:
+            raise ValueError(f"resolution must be a multiple of 4, got {self.resolution}")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        lo, hi = self.n_objects
+        if not 1 <= lo <= hi <= 3:
+            raise ValueError(f"n_objects must satisfy 1 <= lo <= hi <= 3, got {self.n_objects}")
+        for name in ("max_steps", "batch_size", "num_inference_steps", "n_eval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+PRESETS = {
+    "tiny": {"resolution": 16, "block_out_channels": (16, 32, 32), "text_hidden": 32,
+             "max_steps": 40, "batch_size": 8, "checkpoint_every": 20, "n_eval": 8, "num_inference_steps": 5},
+    "shapes": {},
+    "full": {"pretrained": "stable-diffusion-v1-5/stable-diffusion-v1-5", "resolution": 512,
+             "num_inference_steps": 50, "guidance_scale": 7.5, "n_eval": 100},
+}
+
+
+def preset(name: str = "shapes", **overrides) -> T2IConfig:
+    """Return the :class:`T2IConfig` of preset ``name`` ("tiny", "shapes" or "full") with ``overrides`` applied."""
+    return _preset(T2IConfig, PRESETS, name, **overrides)

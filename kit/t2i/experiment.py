@@ -1,0 +1,132 @@
+"""Entry points of the text-to-image core: train the ShapesWorld model on ``kit.core.fit``, save and load it, and
+measure prompt adherence with the ShapesWorld oracle (no CLIP needed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kit.core import FitResult, RunDir, fit
+from kit.t2i.config import T2IConfig
+
+Callback = Callable[[dict], None]
+
+
+class TextToImageModel(nn.Module):
+    """The trainable pair: a UNet2DConditionModel and the CLIP text encoder it is conditioned on."""
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.text_encoder(input_ids)[0]
+        return self.unet(x_t, t, encoder_hidden_states=hidden).sample
+
+
+def build_components(cfg: T2IConfig) -> dict[str, Any]:
+    """Return fresh {unet, text_encoder, tokenizer, scheduler} for ``cfg`` over the ShapesWorld vocabulary."""
+    from diffusers import DDPMScheduler
+
+    from kit.data.shapes import VOCABULARY
+    from kit.diffusion.t2i import build_unet
+    from kit.diffusion.text import build_text_encoder, build_tokenizer, tiny_text_config
+
+    tokenizer = build_tokenizer(VOCABULARY, max_length=cfg.max_length)
+    text_cfg = tiny_text_config(len(tokenizer), hidden_size=cfg.text_hidden, layers=cfg.text_layers,
+                                heads=cfg.text_heads, max_length=cfg.max_length)
+    torch.manual_seed(cfg.seed)
+    text_encoder = build_text_encoder(text_cfg)
+    unet = build_unet(sample_size=cfg.resolution, in_channels=3, block_out_channels=cfg.block_out_channels,
+                      cross_attention_dim=cfg.text_hidden, layers_per_block=cfg.layers_per_block,
+                      attention_head_dim=cfg.attention_head_dim)
+    scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear",
+                              prediction_type="epsilon", clip_sample=False)
+    return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def caption_ids(tokenizer, captions: Sequence[str], max_length: int) -> torch.Tensor:
+    """Return token ids [B, max_length] (bos ... eos, padded) of ``captions``."""
+    return tokenizer(list(captions), padding="max_length", max_length=max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+@dataclass
+class TrainResult:
+    """The trained components (a ready pipeline) and the fit result."""
+
+    pipeline: Any
+    fit: FitResult
+
+
+def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
+    """Return a :class:`kit.diffusion.t2i.TextToImagePipeline` over ``components`` sampling with ``cfg.solver``."""
+    from kit.diffusion.t2i import TextToImagePipeline
+
+    return TextToImagePipeline(components["unet"], components["text_encoder"], components["tokenizer"],
+                               scheduler=components["scheduler"], solver=cfg.solver)
+
+
+def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Return the trained ShapesWorld model (epsilon loss, 10% caption dropout for guidance), resumable in ``run``."""
+    from kit.data.shapes import ShapesDataset
+
+    comps = build_components(cfg)
+    model = TextToImageModel(comps["unet"], comps["text_encoder"])
+    tokenizer, scheduler = comps["tokenizer"], comps["scheduler"]
+    data = ShapesDataset(cfg.dataset_size, seed=cfg.seed, resolution=cfg.resolution, n_objects=cfg.n_objects,
+                         single_fraction=cfg.single_fraction)
+    empty = caption_ids(tokenizer, [""], cfg.max_length)[0]
+    alphas = scheduler.alphas_cumprod
+
+    def collate(items):
+        images = torch.stack([torch.as_tensor(im) for im, _ in items])
+        return images, caption_ids(tokenizer, [c for _, c in items], cfg.max_length)
+
+    def loss_fn(m, batch):
+        x0, ids = batch
+        b = x0.shape[0]
+        drop = torch.rand(b, device=x0.device) < cfg.caption_dropout
+        ids = torch.where(drop[:, None], empty.to(ids.device)[None], ids)
+        t = torch.randint(0, cfg.num_train_timesteps, (b,), device=x0.device)
+        noise = torch.randn_like(x0)
+        a = alphas.to(x0.device)[t].view(b, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        return nn.functional.mse_loss(m(x_t, t, ids), noise)
+
+    res = fit(model, loss_fn, data, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr, run=run,
+              checkpoint_every=cfg.checkpoint_every, log_every=10, callbacks=callbacks, seed=cfg.seed,
+              collate_fn=collate, device=cfg.device, desc="ShapesWorld t2i",
+              scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(
+                  o, lambda s: min(1.0, (s + 1) / 200)))
+    comps["unet"], comps["text_encoder"] = res.model.unet.eval(), res.model.text_encoder.eval()
+    run.record("train", {"steps": res.step, "seconds": round(res.seconds, 1),
+                         "final_loss": next((e["loss"] for e in reversed(res.history) if e["kind"] == "train"), None)})
+    return TrainResult(make_pipeline(comps, cfg), res)
+
+
+def save_model(pipeline, folder: str | Path, cfg: T2IConfig, dtype: torch.dtype = torch.float16) -> Path:
+    """Return ``folder`` after saving unet + text encoder (safetensors, ``dtype``), configs and the tokenizer."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("unet", "text_encoder"):
+        module = getattr(pipeline, name)
+        sd = {k: v.detach().to(dtype).contiguous() for k, v in module.state_dict().items()}
+        tmp = folder / f".{name}.safetensors.tmp"
+        save_file(sd, str(tmp))
+        tmp.replace(folder / f"{name}.safetensors")
+        (folder / f"{name}_config.json").write_text(json.dumps(module.config.to_dict() if hasattr(
+            module.config, "to_dict") else dict(module.config), indent=1, default=str))
+    pipeline.tokenizer.save_pretrained(str(folder / "tokenizer"))
+    (folder / "kit_config.json").write_text(json.dumps({"resolution": cfg.resolution, "solver": cfg.solver,
+                                                        "num_train_timesteps": cfg.num_train_timesteps,
+                                                        "max_length": cfg.max_length}, indent=1))
+    return folder
