@@ -138,7 +138,7 @@ def test_cost_matrix_matches_direct_loop(metric):
 
 
 def test_cost_matrix_chunking_is_invisible(monkeypatch):
-    import kit.trajectory.gits as gits_module
+    import kit.diffusion.gits as gits_module
 
     den = _gaussian(seed=6)
     grid = edm_sigmas(9)
