@@ -10,7 +10,7 @@ Two sampling paths:
 
 - ``solver=None``: the diffusers scheduler (DDIM, DPMSolverMultistep, Euler, DDPM, ...) through ``set_timesteps`` +
   ``scale_model_input`` + ``step``, as diffusers' pipelines do; ``sigmas=`` goes through
-  :func:`kit.trajectory.export.apply_schedule` (schedulers that accept custom sigmas or timesteps).
+  :func:`kit.diffusion.export.apply_schedule` (schedulers that accept custom sigmas or timesteps).
 - ``solver="dpmpp2m"`` (any name of :data:`kit.diffusion.solvers.SOLVERS`): the kit ODE solver on the EDM form
   ``D(x, sigma)`` of the guided model (:func:`kit.diffusion.hf.from_diffusers`), over the named ``schedule`` built
   on the model's sigma range, or over explicit ``sigmas`` (e.g. a GITS schedule), which must lie in that range.
@@ -207,6 +207,24 @@ class TextToImagePipeline:
             )
         return values.clamp(den.sigma_min, den.sigma_max)
 
+    def guided_denoiser(self, prompt: str | Sequence[str], guidance_scale: float = 3.0,
+                        negative_prompt: str | Sequence[str] | None = None):
+        """Return the EDM denoiser ``D(x, sigma)`` of the guided model for ``prompt`` (B prompts -> x [B, c, h, w]).
+
+        This is what the solver path integrates; GITS searches (`kit.diffusion.gits.gits_search`) and trajectory
+        measurements can run on it directly. Its ``sigma_min`` / ``sigma_max`` give the model's sigma range.
+        """
+        from kit.diffusion.hf import from_diffusers
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        cond = self.encode_prompt(prompts)
+        uncond = None
+        if guidance_scale > 1.0:
+            neg = [""] * len(prompts) if negative_prompt is None else (
+                [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
+            uncond = self.encode_prompt(neg)
+        return from_diffusers(_GuidedModel(self.unet, cond, uncond, guidance_scale), self.scheduler)
+
     def _decode(self, latents: Tensor, output_type: str):
         if output_type == "latent":
             return latents
@@ -294,7 +312,7 @@ class TextToImagePipeline:
     def _run_scheduler(self, model, noise, n, sigmas, generator, callback) -> Tensor:
         sched = self.scheduler
         if sigmas is not None:
-            from kit.trajectory.export import apply_schedule
+            from kit.diffusion.export import apply_schedule
 
             apply_schedule(sched, sigmas, device=self.device)
         else:

@@ -55,3 +55,29 @@ def test_config_errors():
         preset("shapes", n_objects=(0, 2))
     with pytest.raises(ValueError, match="unknown T2IConfig fields"):
         preset("shapes", steps=3)
+
+
+def test_prompt_sets():
+    from kit.data.shapes import parse_caption
+    from kit.t2i.evaluation import scene_prompts, single_object_prompts
+
+    singles = single_object_prompts()
+    assert len(singles) == 60 and len(set(singles)) == 60
+    assert all(len(parse_caption(p).objects) == 1 for p in singles)
+    two = scene_prompts(2, 5, seed=3)
+    assert two == scene_prompts(2, 5, seed=3) and all(len(parse_caption(p).objects) == 2 for p in two)
+
+
+def test_evaluation_runs_on_the_tiny_model(tiny_trained):
+    from kit.t2i.evaluation import adherence_by_count, attention_localisation
+
+    _, _, result = tiny_trained
+    table = adherence_by_count(result.pipeline, counts=(1, 2), n_multi=2, n_single=3, steps=2)
+    assert table["1"]["n_prompts"] == 3 and table["1"]["images"].shape == (3, 16, 16, 3)
+    acc = table["2"]["accuracy"]
+    assert all(0.0 <= acc[k] <= 1.0 for k in ("colour", "shape", "size", "count", "all")) and acc["n"] == 2
+    loc = attention_localisation(result.pipeline, ["a big red circle", "a small blue cross"], steps=2)
+    assert loc["n_prompts"] == 2 and loc["maps"][0]["colour"].shape == (16, 16)
+    assert 0.0 <= loc["colour_word_in_object"] <= 1.0
+    with pytest.raises(ValueError, match="single-object prompts"):
+        attention_localisation(result.pipeline, ["a big red circle left of a small blue cross"], steps=1)
