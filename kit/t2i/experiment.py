@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,8 +74,13 @@ def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
                                scheduler=components["scheduler"], solver=cfg.solver)
 
 
-def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> TrainResult:
-    """Return the trained ShapesWorld model (epsilon loss, 10% caption dropout for guidance), resumable in ``run``."""
+def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sample_prompts: Sequence[str] = (),
+          sample_every: int = 0, on_samples: Callable[[int, np.ndarray], None] | None = None) -> TrainResult:
+    """Return the trained ShapesWorld model (epsilon loss, 10% caption dropout for guidance), resumable in ``run``.
+
+    With ``sample_prompts`` and ``sample_every``, every ``sample_every`` steps the current model draws one image per
+    prompt (10 steps, fixed seed) and ``on_samples(step, images uint8 [N, H, W, 3])`` receives them.
+    """
     from kit.data.shapes import ShapesDataset
 
     comps = build_components(cfg)
@@ -100,7 +106,18 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> Tr
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         return nn.functional.mse_loss(m(x_t, t, ids), noise)
 
+    eval_fn, counter = None, {"step": 0}
+    if sample_prompts and sample_every and on_samples is not None:
+        def eval_fn(m):
+            counter["step"] = min(counter["step"] + sample_every, cfg.max_steps)
+            pipe = make_pipeline({**comps, "unet": m.unet, "text_encoder": m.text_encoder}, cfg)
+            imgs = pipe(list(sample_prompts), num_inference_steps=10, guidance_scale=cfg.guidance_scale,
+                        generator=torch.Generator().manual_seed(cfg.seed), output_type="np").images
+            on_samples(counter["step"], np.round(np.asarray(imgs) * 255).astype(np.uint8))
+            return {}
+
     res = fit(model, loss_fn, data, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr, run=run,
+              eval_fn=eval_fn, eval_every=sample_every,
               checkpoint_every=cfg.checkpoint_every, log_every=10, callbacks=callbacks, seed=cfg.seed,
               collate_fn=collate, device=cfg.device, desc="ShapesWorld t2i",
               scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(
