@@ -412,6 +412,6 @@ def load_shapes_pipeline(path=None, device: str | torch.device = "cpu", solver: 
     from diffusers import DDPMScheduler
 
     scheduler = DDPMScheduler(num_train_timesteps=meta["num_train_timesteps"], beta_schedule="linear",
-                              prediction_type="epsilon", clip_sample=False)
+                              prediction_type=meta.get("prediction_type", "epsilon"), clip_sample=False)
     pipe = TextToImagePipeline(unet.eval(), text_encoder.eval(), tokenizer, scheduler=scheduler, solver=solver)
     return pipe.to(device)

@@ -29,11 +29,12 @@ class T2IConfig:
     text_layers: int = 2
     text_heads: int = 4
     max_length: int = 16
-    # training: epsilon prediction on a DDPM (linear beta) schedule, 10% caption dropout for guidance
+    # training: v-prediction on a DDPM (linear beta) schedule, 10% caption dropout for guidance
     max_steps: int = 1500  # about 25 minutes on 2 CPU cores
     batch_size: int = 16
     lr: float = 1e-3
     caption_dropout: float = 0.1
+    prediction_type: str = "v_prediction"  # or "epsilon"
     num_train_timesteps: int = 1000
     checkpoint_every: int = 500
     # sampling and evaluation
@@ -45,6 +46,8 @@ class T2IConfig:
     def __post_init__(self) -> None:
         if self.resolution % 4:
             raise ValueError(f"resolution must be a multiple of 4, got {self.resolution}")
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         lo, hi = self.n_objects

@@ -48,7 +48,7 @@ def build_components(cfg: T2IConfig) -> dict[str, Any]:
                       cross_attention_dim=cfg.text_hidden, layers_per_block=cfg.layers_per_block,
                       attention_head_dim=cfg.attention_head_dim)
     scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear",
-                              prediction_type="epsilon", clip_sample=False)
+                              prediction_type=cfg.prediction_type, clip_sample=False)
     return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
@@ -76,7 +76,8 @@ def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
 
 def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sample_prompts: Sequence[str] = (),
           sample_every: int = 0, on_samples: Callable[[int, np.ndarray], None] | None = None) -> TrainResult:
-    """Return the trained ShapesWorld model (epsilon loss, 10% caption dropout for guidance), resumable in ``run``.
+    """Return the trained ShapesWorld model (v- or epsilon-prediction loss, 10% caption dropout for guidance),
+    resumable in ``run``.
 
     With ``sample_prompts`` and ``sample_every``, every ``sample_every`` steps the current model draws one image per
     prompt (10 steps, fixed seed) and ``on_samples(step, images uint8 [N, H, W, 3])`` receives them.
@@ -104,7 +105,10 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sampl
         noise = torch.randn_like(x0)
         a = alphas.to(x0.device)[t].view(b, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        return nn.functional.mse_loss(m(x_t, t, ids), noise)
+        # v = alpha eps - sigma x0 (Salimans & Ho 2022): bounded x0 estimates at high noise, which a briefly
+        # trained model needs; "epsilon" is the classic DDPM target
+        target = noise if cfg.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        return nn.functional.mse_loss(m(x_t, t, ids), target)
 
     eval_fn, counter = None, {"step": 0}
     if sample_prompts and sample_every and on_samples is not None:
@@ -145,5 +149,6 @@ def save_model(pipeline, folder: str | Path, cfg: T2IConfig, dtype: torch.dtype 
     pipeline.tokenizer.save_pretrained(str(folder / "tokenizer"))
     (folder / "kit_config.json").write_text(json.dumps({"resolution": cfg.resolution, "solver": cfg.solver,
                                                         "num_train_timesteps": cfg.num_train_timesteps,
+                                                        "prediction_type": cfg.prediction_type,
                                                         "max_length": cfg.max_length}, indent=1))
     return folder
