@@ -393,7 +393,7 @@ def load_shapes_pipeline(path=None, device: str | torch.device = "cpu", solver: 
     missing = [n for n in needed if not (folder / n).exists()]
     if missing:
         raise FileNotFoundError(f"ShapesWorld model files {missing} not found in {folder}; rebuild them with "
-                                "`python -m kit.t2i.assets` (about 25 minutes on 2 CPU cores)")
+                                "`python -m kit.t2i.assets` (about 40 minutes on 2 CPU cores)")
     unet_cfg = {k: v for k, v in json.loads((folder / "unet_config.json").read_text()).items()
                 if not k.startswith("_")}
     unet = UNet2DConditionModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in unet_cfg.items()

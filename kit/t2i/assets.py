@@ -1,4 +1,4 @@
-"""Rebuild the committed ShapesWorld text-to-image model: ``python -m kit.t2i.assets`` (about 25 minutes on 2 CPU
+"""Rebuild the committed ShapesWorld text-to-image model: ``python -m kit.t2i.assets`` (about 40 minutes on 2 CPU
 cores; resumable: it trains into ``runs/t2i_shapes/`` and re-running continues from the last checkpoint), then
 writes ``kit/assets/t2i_shapes/`` (float16 safetensors, configs, tokenizer)."""
 

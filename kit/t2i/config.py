@@ -30,7 +30,7 @@ class T2IConfig:
     text_heads: int = 4
     max_length: int = 16
     # training: v-prediction on a DDPM (linear beta) schedule, 10% caption dropout for guidance
-    max_steps: int = 1500  # about 25 minutes on 2 CPU cores
+    max_steps: int = 2800  # about 40 minutes on 2 CPU cores
     batch_size: int = 16
     lr: float = 1e-3
     caption_dropout: float = 0.1

@@ -4,6 +4,7 @@ measure prompt adherence with the ShapesWorld oracle (no CLIP needed)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,18 @@ def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
                                scheduler=components["scheduler"], solver=cfg.solver)
 
 
+def lr_factor(step: int, max_steps: int, warmup: int = 200, floor: float = 0.1) -> float:
+    """Return the learning-rate multiplier: linear warm-up over ``warmup`` steps, constant to half of ``max_steps``,
+    then a cosine decay to ``floor`` at ``max_steps``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    half = max_steps // 2
+    if step < half:
+        return 1.0
+    frac = min(1.0, (step - half) / max(1, max_steps - half))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
 def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sample_prompts: Sequence[str] = (),
           sample_every: int = 0, on_samples: Callable[[int, np.ndarray], None] | None = None) -> TrainResult:
     """Return the trained ShapesWorld model (v- or epsilon-prediction loss, 10% caption dropout for guidance),
@@ -124,8 +137,7 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sampl
               eval_fn=eval_fn, eval_every=sample_every,
               checkpoint_every=cfg.checkpoint_every, log_every=10, callbacks=callbacks, seed=cfg.seed,
               collate_fn=collate, device=cfg.device, desc="ShapesWorld t2i",
-              scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(
-                  o, lambda s: min(1.0, (s + 1) / 200)))
+              scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg.max_steps)))
     comps["unet"], comps["text_encoder"] = res.model.unet.eval(), res.model.text_encoder.eval()
     run.record("train", {"steps": res.step, "seconds": round(res.seconds, 1),
                          "final_loss": next((e["loss"] for e in reversed(res.history) if e["kind"] == "train"), None)})

@@ -22,6 +22,9 @@ EXPECTED_KEYS = {
     "rld/01_train": {"config", "accuracy", "students"},
     "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary"},
     "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
+    "t2i/01_train": {"config", "trained", "committed_samples"},
+    "t2i/02_evaluate": {"config", "adherence", "gits_t2i", "attention_localisation"},
+    "t2i/03_explore": {"config", "explored_prompt"},
 }
 
 

@@ -81,3 +81,11 @@ def test_evaluation_runs_on_the_tiny_model(tiny_trained):
     assert 0.0 <= loc["colour_word_in_object"] <= 1.0
     with pytest.raises(ValueError, match="single-object prompts"):
         attention_localisation(result.pipeline, ["a big red circle left of a small blue cross"], steps=1)
+
+
+def test_lr_factor_warms_up_holds_then_decays():
+    from kit.t2i.experiment import lr_factor
+
+    assert lr_factor(0, 1000) == pytest.approx(1 / 200) and lr_factor(199, 1000) == 1.0
+    assert lr_factor(500, 1000) == 1.0 and lr_factor(999, 1000) == pytest.approx(0.1, abs=1e-3)
+    assert lr_factor(750, 1000) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)
