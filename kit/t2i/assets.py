@@ -20,10 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ASSET_DIR))
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init-from", default=None,
+                        help="start from a saved model folder (e.g. kit/assets/t2i_shapes) to train it further")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = preset("shapes", max_steps=args.max_steps)
-    result = train(cfg, RunDir(args.run_dir))
+    result = train(cfg, RunDir(args.run_dir), init_from=args.init_from)
     folder = save_model(result.pipeline, args.out, cfg)
     print(f"saved the ShapesWorld model ({result.fit.step} steps) to {folder}")
     return 0

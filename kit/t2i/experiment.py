@@ -88,16 +88,25 @@ def lr_factor(step: int, max_steps: int, warmup: int = 200, floor: float = 0.1) 
 
 
 def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sample_prompts: Sequence[str] = (),
-          sample_every: int = 0, on_samples: Callable[[int, np.ndarray], None] | None = None) -> TrainResult:
+          sample_every: int = 0, on_samples: Callable[[int, np.ndarray], None] | None = None,
+          init_from: str | Path | None = None) -> TrainResult:
     """Return the trained ShapesWorld model (v- or epsilon-prediction loss, 10% caption dropout for guidance),
     resumable in ``run``.
 
     With ``sample_prompts`` and ``sample_every``, every ``sample_every`` steps the current model draws one image per
     prompt (10 steps, fixed seed) and ``on_samples(step, images uint8 [N, H, W, 3])`` receives them.
+    ``init_from``: a folder saved by :func:`save_model` whose weights start a fresh run (ignored when ``run`` has a
+    checkpoint to resume); the optimizer starts anew.
     """
     from kit.data.shapes import ShapesDataset
 
     comps = build_components(cfg)
+    if init_from is not None and run.latest_checkpoint() is None:
+        from kit.diffusion.t2i import load_shapes_pipeline
+
+        saved = load_shapes_pipeline(init_from, solver=cfg.solver)
+        comps["unet"].load_state_dict(saved.unet.state_dict())
+        comps["text_encoder"].load_state_dict(saved.text_encoder.state_dict())
     model = TextToImageModel(comps["unet"], comps["text_encoder"])
     tokenizer, scheduler = comps["tokenizer"], comps["scheduler"]
     data = ShapesDataset(cfg.dataset_size, seed=cfg.seed, resolution=cfg.resolution, n_objects=cfg.n_objects,

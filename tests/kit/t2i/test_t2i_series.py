@@ -89,3 +89,11 @@ def test_lr_factor_warms_up_holds_then_decays():
     assert lr_factor(0, 1000) == pytest.approx(1 / 200) and lr_factor(199, 1000) == 1.0
     assert lr_factor(500, 1000) == 1.0 and lr_factor(999, 1000) == pytest.approx(0.1, abs=1e-3)
     assert lr_factor(750, 1000) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)
+
+
+def test_init_from_a_saved_model_starts_from_its_weights(tiny_trained, tmp_path):
+    cfg, _, result = tiny_trained
+    folder = save_model(result.pipeline, tmp_path / "model", cfg, dtype=torch.float32)
+    cont = train(preset("tiny", max_steps=1, checkpoint_every=1, lr=1e-9), RunDir(tmp_path / "cont"), init_from=folder)
+    for a, b in zip(result.pipeline.unet.state_dict().values(), cont.pipeline.unet.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
