@@ -2,7 +2,7 @@
 
 Status is read from the code and the notebook folder, never typed by hand: a series is "ready" when its package
 imports and has an ``experiment`` module and all three notebooks exist, "in progress" when some of that
-exists, and "planned" otherwise.
+exists, and "planned" otherwise; a package that declares ``__status__`` (a bar it does not meet yet) shows that.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def series_status(key: str) -> str:
     has_pkg = importlib.util.find_spec(f"kit.{key}") is not None
     has_exp = has_pkg and importlib.util.find_spec(f"kit.{key}.experiment") is not None
     stems = {p.stem for p in series_notebooks(key)}
+    declared = getattr(importlib.import_module(f"kit.{key}"), "__status__", None) if has_pkg else None
+    if declared:  # a series that exists but misses one of its bars says so in its package
+        return str(declared)
     if has_exp and all(s in stems for s in NOTEBOOK_STEMS):
         return "ready"
     if has_pkg or stems:
