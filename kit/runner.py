@@ -197,7 +197,7 @@ def _scalars(metrics: dict[str, Any], limit: int = 12) -> list[tuple[str, Any]]:
         elif isinstance(v, (int, float)) or (isinstance(v, str) and len(v) < 40):
             out.append((prefix, round(v, 4) if isinstance(v, float) else v))
 
-    walk("", metrics)
+    walk("", {k: v for k, v in metrics.items() if k != "config"})  # results first; the config is in the notebook
     return out
 
 
