@@ -49,12 +49,16 @@ def tiny_unet_config(
     layers_per_block: int = 1,
     attention_head_dim: int = 8,
     norm_num_groups: int | None = None,
+    pooled_text_heads: int = 0,
 ) -> dict[str, Any]:
     """Return kwargs for ``diffusers.UNet2DConditionModel``: DownBlock2D then CrossAttnDownBlock2D blocks, mirrored up.
 
     With 3 levels and 32x32 inputs, cross-attention runs at 16x16 and 8x8 (and in the 8x8 mid block).
     ``attention_head_dim`` is passed as diffusers names it (for this UNet it is the number of heads).
     ``norm_num_groups`` defaults to the largest divisor <= 32 of every channel count.
+    ``pooled_text_heads`` > 0 adds diffusers' ``addition_embed_type="text"`` path: an attention-pooled summary of the
+    text states joins the timestep embedding, so every ResNet block sees the whole prompt (the global conditioning of
+    Imagen / SDXL beside cross-attention). SD 1.x has no such path; the call signature is unchanged.
     """
     chans = tuple(int(c) for c in block_out_channels)
     if len(chans) < 2 or any(c < 1 for c in chans):
@@ -73,7 +77,12 @@ def tiny_unet_config(
         raise ValueError(f"norm_num_groups ({norm_num_groups}) must divide every channel count {chans}")
     if any(c % attention_head_dim for c in chans[1:]):
         raise ValueError(f"attention_head_dim (heads, {attention_head_dim}) must divide the channels {chans[1:]}")
+    if pooled_text_heads < 0 or (pooled_text_heads and cross_attention_dim % pooled_text_heads):
+        raise ValueError(f"pooled_text_heads ({pooled_text_heads}) must be 0 or divide cross_attention_dim "
+                         f"({cross_attention_dim})")
     n = len(chans)
+    extra = ({"addition_embed_type": "text", "addition_embed_type_num_heads": pooled_text_heads}
+             if pooled_text_heads else {})
     return dict(
         sample_size=sample_size,
         in_channels=in_channels,
@@ -85,6 +94,7 @@ def tiny_unet_config(
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=attention_head_dim,
         norm_num_groups=norm_num_groups,
+        **extra,
     )
 
 
@@ -393,7 +403,7 @@ def load_shapes_pipeline(path=None, device: str | torch.device = "cpu", solver: 
     missing = [n for n in needed if not (folder / n).exists()]
     if missing:
         raise FileNotFoundError(f"ShapesWorld model files {missing} not found in {folder}; rebuild them with "
-                                "`python -m kit.t2i.assets` (about 40 minutes on 2 CPU cores)")
+                                "the two commands in notebooks/t2i/README.md (`python -m kit.t2i.assets`, then tools/gpu_t2i.py)")
     unet_cfg = {k: v for k, v in json.loads((folder / "unet_config.json").read_text()).items()
                 if not k.startswith("_")}
     unet = UNet2DConditionModel(**{k: tuple(v) if isinstance(v, list) else v for k, v in unet_cfg.items()

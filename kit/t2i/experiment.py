@@ -47,7 +47,7 @@ def build_components(cfg: T2IConfig) -> dict[str, Any]:
     text_encoder = build_text_encoder(text_cfg)
     unet = build_unet(sample_size=cfg.resolution, in_channels=3, block_out_channels=cfg.block_out_channels,
                       cross_attention_dim=cfg.text_hidden, layers_per_block=cfg.layers_per_block,
-                      attention_head_dim=cfg.attention_head_dim)
+                      attention_head_dim=cfg.attention_head_dim, pooled_text_heads=cfg.pooled_text_heads)
     scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear",
                               prediction_type=cfg.prediction_type, clip_sample=False)
     return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
@@ -73,6 +73,19 @@ def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
 
     return TextToImagePipeline(components["unet"], components["text_encoder"], components["tokenizer"],
                                scheduler=components["scheduler"], solver=cfg.solver)
+
+
+def sample_timesteps(n: int, num_train_timesteps: int, how: str = "uniform",
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """Return ``n`` integer timesteps in [0, num_train_timesteps): uniform, or "logit_normal" (t / T =
+    sigmoid(u), u ~ N(0, 1); Esser et al. 2024), which favours the middle of the schedule. Uses the global torch RNG
+    (checkpointed by ``fit``)."""
+    if how == "uniform":
+        return torch.randint(0, num_train_timesteps, (n,), device=device)
+    if how != "logit_normal":
+        raise ValueError(f"timestep sampling must be 'uniform' or 'logit_normal', got {how!r}")
+    u = torch.sigmoid(torch.randn(n, device=device))
+    return (u * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
 
 
 def lr_factor(step: int, max_steps: int, warmup: int = 200, floor: float = 0.1) -> float:
@@ -105,8 +118,14 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sampl
         from kit.diffusion.t2i import load_shapes_pipeline
 
         saved = load_shapes_pipeline(init_from, solver=cfg.solver)
-        comps["unet"].load_state_dict(saved.unet.state_dict())
-        comps["text_encoder"].load_state_dict(saved.text_encoder.state_dict())
+        missing, unexpected = comps["unet"].load_state_dict(saved.unet.float().state_dict(), strict=False)
+        if unexpected or any(not k.startswith("add_embedding.") for k in missing):
+            raise ValueError(f"{init_from}: its UNet does not fit this config (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        if missing:  # a new pooled-text path starts silent, so the run starts from the saved model's outputs
+            nn.init.zeros_(comps["unet"].add_embedding.norm2.weight)
+            nn.init.zeros_(comps["unet"].add_embedding.norm2.bias)
+        comps["text_encoder"].load_state_dict(saved.text_encoder.float().state_dict())
     model = TextToImageModel(comps["unet"], comps["text_encoder"])
     tokenizer, scheduler = comps["tokenizer"], comps["scheduler"]
     data = ShapesDataset(cfg.dataset_size, seed=cfg.seed, resolution=cfg.resolution, n_objects=cfg.n_objects,
@@ -123,7 +142,7 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sampl
         b = x0.shape[0]
         drop = torch.rand(b, device=x0.device) < cfg.caption_dropout
         ids = torch.where(drop[:, None], empty.to(ids.device)[None], ids)
-        t = torch.randint(0, cfg.num_train_timesteps, (b,), device=x0.device)
+        t = sample_timesteps(b, cfg.num_train_timesteps, cfg.timestep_sampling, x0.device)
         noise = torch.randn_like(x0)
         a = alphas.to(x0.device)[t].view(b, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -76,6 +76,9 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "rld" and path.stem == "03_explore":
         wrong = metrics["true_class_gradient"]["wrong teacher"]
         assert wrong["KD"] > 0 > wrong["RLD"]  # KD pushes the true logit down on a wrong teacher, RLD up
+    if path.parent.name == "t2i" and path.stem == "02_evaluate":
+        single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the bars
+        assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8
     if path.parent.name == "trajectory" and path.stem == "02_evaluate":
         wins = metrics["gits_wins"]
         assert set(wins) == {"kde", "empirical", "gmm2d", "trained"}

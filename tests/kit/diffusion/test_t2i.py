@@ -318,3 +318,13 @@ def test_ddim_path_equals_diffusers_stable_diffusion_pipeline(parts):
     want = sd(PROMPTS, generator=_gen(7), height=16, width=16, **kw).images
     got = ours(PROMPTS, generator=_gen(7), **kw).images
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_text_path_is_diffusers_text_addition_embedding_and_is_checked():
+    from kit.diffusion.t2i import tiny_unet_config
+
+    assert "addition_embed_type" not in tiny_unet_config(sample_size=16, block_out_channels=(16, 32))
+    cfg = tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=32, pooled_text_heads=4)
+    assert cfg["addition_embed_type"] == "text" and cfg["addition_embed_type_num_heads"] == 4
+    with pytest.raises(ValueError, match="pooled_text_heads"):
+        tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=32, pooled_text_heads=5)

@@ -97,3 +97,50 @@ def test_init_from_a_saved_model_starts_from_its_weights(tiny_trained, tmp_path)
     cont = train(preset("tiny", max_steps=1, checkpoint_every=1, lr=1e-9), RunDir(tmp_path / "cont"), init_from=folder)
     for a, b in zip(result.pipeline.unet.state_dict().values(), cont.pipeline.unet.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_init_from_a_model_without_the_pooled_text_path_adds_it_silently(tmp_path):
+    """A cross-attention-only model grows the pooled-text path (stage 2 of the committed model): at step 0 the new
+    UNet computes exactly what the saved one does."""
+    old_cfg = preset("tiny", max_steps=2, pooled_text_heads=0)
+    old = train(old_cfg, RunDir(tmp_path / "old"))
+    assert old.pipeline.unet.config.addition_embed_type is None
+    folder = save_model(old.pipeline, tmp_path / "model", old_cfg, dtype=torch.float32)
+    new = train(preset("tiny", max_steps=1, lr=1e-9, pooled_text_heads=4), RunDir(tmp_path / "new"), init_from=folder)
+    unet = new.pipeline.unet
+    assert unet.config.addition_embed_type == "text"
+    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 700])
+    h = torch.randn(2, 16, old_cfg.text_hidden, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t, encoder_hidden_states=h).sample,
+                                   old.pipeline.unet(x, t, encoder_hidden_states=h).sample, atol=1e-5, rtol=0)
+        unet.add_embedding.norm2.weight.fill_(1.0)  # once the path speaks, the prompt summary changes the output
+        assert not torch.allclose(unet(x, t, encoder_hidden_states=h).sample,
+                                  old.pipeline.unet(x, t, encoder_hidden_states=h).sample, atol=1e-4)
+
+
+def test_logit_normal_timesteps_favour_the_middle_of_the_schedule():
+    from kit.t2i.experiment import sample_timesteps
+
+    torch.manual_seed(0)
+    u = sample_timesteps(20000, 1000, "uniform")
+    ln = sample_timesteps(20000, 1000, "logit_normal")
+    assert int(u.min()) >= 0 and int(u.max()) <= 999 and int(ln.min()) >= 0 and int(ln.max()) <= 999
+    middle = lambda t: float(((t >= 250) & (t < 750)).float().mean())  # noqa: E731
+    # P(|N(0,1)| < logit(0.75) = 1.0986) = 0.7275 for logit-normal, 0.5 for uniform
+    assert middle(u) == pytest.approx(0.5, abs=0.015) and middle(ln) == pytest.approx(0.7275, abs=0.015)
+    with pytest.raises(ValueError, match="timestep sampling"):
+        sample_timesteps(4, 1000, "cosine")
+    with pytest.raises(ValueError, match="timestep_sampling"):
+        preset("tiny", timestep_sampling="cosine")
+
+
+def test_committed_model_has_the_pooled_text_path_and_its_provenance():
+    import json
+
+    from kit.diffusion.t2i import shapes_model_dir
+
+    pipe = load_shapes_pipeline()
+    assert pipe.unet.config.addition_embed_type == "text"
+    log = json.loads((shapes_model_dir() / "gpu_train.json").read_text())
+    assert log["steps"] == 3070 and log["batch_size"] == 128
