@@ -25,6 +25,9 @@ EXPECTED_KEYS = {
     "t2i/01_train": {"config", "trained", "committed_samples"},
     "t2i/02_evaluate": {"config", "adherence", "gits_t2i", "attention_localisation"},
     "t2i/03_explore": {"config", "explored_prompt"},
+    "nlran/01_train": {"config", "trained", "test", "committed_rows"},
+    "nlran/02_evaluate": {"config", "comparison", "paper", "heatmap_scores", "am1_beats_cam", "lesion_share"},
+    "nlran/03_explore": {"phantom", "painter"},
 }
 
 
@@ -79,6 +82,14 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "t2i" and path.stem == "02_evaluate":
         single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the bars
         assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8
+    if path.parent.name == "nlran" and path.stem == "02_evaluate":
+        rows = {r["model"]: r for r in metrics["comparison"]}
+        assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)
+        lung = metrics["heatmap_scores"]["lung"]  # inside the lungs the maps find the lesions better than chance
+        assert all(lung[k]["auroc"] > 0.8 for k in ("AM1", "CAM"))
+    if path.parent.name == "nlran" and path.stem == "03_explore":
+        p = metrics["painter"]  # painting ground-glass blobs into a normal phantom raises P(COVID-19)
+        assert p["a blob in each lung"]["NCP"] > p["normal"]["NCP"]
     if path.parent.name == "trajectory" and path.stem == "02_evaluate":
         wins = metrics["gits_wins"]
         assert set(wins) == {"kde", "empirical", "gmm2d", "trained"}

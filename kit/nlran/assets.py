@@ -1,0 +1,98 @@
+"""Build the committed NL-RAN tiny models: ``python -m kit.nlran.assets`` (about 20 minutes on 2 CPU cores).
+
+Trains NL-RAN tiny and the three baselines (NL-RAN without the non-local block, MONAI's 3D ResNet-18 and a 3D
+ResNet-18 with CBAM, at the tiny widths) on the same 32^3 phantoms with the "tiny" preset (240 training volumes,
+15 epochs, Adam lr 1e-3, best validation macro-AUC kept, BatchNorm statistics re-estimated), then writes
+``kit/assets/nlran_tiny/``: one float16 safetensors file per model and ``results.json`` with the test-set report of
+each, its training time (wall and CPU seconds) and the heat-map scores of NL-RAN's attention masks, CAM and Grad-CAM
+against the lesion masks. The notebooks load these models by default (``load_committed``), so the evaluation and
+exploration run in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from kit.core import set_threads
+
+ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "nlran_tiny"
+
+
+def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``model``'s state dict to ``path`` (safetensors; floating tensors as ``dtype``), temp file then rename."""
+    from safetensors.torch import save_file
+
+    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
+          for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(sd, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_committed(name: str = "nlran", folder: str | Path | None = None) -> torch.nn.Module:
+    """Return committed model ``name`` ("nlran", "nlran_no_nl", "resnet18", "resnet18_cbam") in eval mode, float32.
+
+    Raises FileNotFoundError naming the file and the command that rebuilds it when it is missing.
+    """
+    from safetensors.torch import load_file
+
+    from kit.nlran.baselines import MODEL_NAMES, build_model
+
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; committed models: {MODEL_NAMES}")
+    path = Path(folder or ASSET_DIR) / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no committed weights at {path}; rebuild them with `python -m kit.nlran.assets`")
+    model = build_model(name, preset="tiny")
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def committed_results(folder: str | Path | None = None) -> dict:
+    """Return ``results.json`` of the committed models (what :func:`main` measured when it built them)."""
+    path = Path(folder or ASSET_DIR) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; rebuild it with `python -m kit.nlran.assets`")
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kit.nlran.config import preset
+    from kit.nlran.experiment import compare, comparison_rows, explanation_scores, load_data
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ASSET_DIR))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    cfg = preset("tiny", epochs=args.epochs, device="cpu")
+    data = load_data(cfg)
+    results = compare(cfg, data)
+    out = Path(args.out)
+    for name, r in results.items():
+        save_weights(r["trained"].model, out / f"{name}.safetensors")
+    scores = {w: explanation_scores(results["nlran"]["trained"].model, data.test, cfg.n_explain, within=w)
+              for w in ("volume", "lung")}
+    report = {"config": {k: getattr(cfg, k) for k in ("seed", "size", "n_train", "n_val", "n_test", "epochs",
+                                                        "batch_size", "lr", "weight_decay", "norm", "recalibrate_bn")},
+              "threads": args.threads, "rows": comparison_rows(results),
+              "test_reports": {n: r["test"] for n, r in results.items()},
+              "val_curves": {n: r["trained"].history for n, r in results.items()},
+              "heatmap_scores_nlran": scores}
+    (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    for row in report["rows"]:
+        print(row)
+    print(scores)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

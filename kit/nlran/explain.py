@@ -1,0 +1,576 @@
+"""Heat maps for a 3D chest-CT classifier, and scores that say how well a heat map finds the lesions.
+
+The NL-RAN paper (arXiv:2408.04300) uses the soft mask of its first attention module as a heat map and compares it
+with CAM [P]. This module builds every map the spec (§5) asks for, all on the input grid and scaled to [0, 1]:
+
+- ``AM1``, ``AM2``, ``AM3``: the soft masks ``M`` of the three attention modules (one weight per voxel and channel,
+  in (0, 1)), reduced over channels (mean or max), resized trilinearly to the input grid, min-max scaled.
+- ``CAM`` (Zhou et al., arXiv:1512.04150) [R]: the network ends in global average pooling and one linear layer, so
+  the logit of class k is ``mean_over_voxels(sum_c w[k, c] f_c(v)) + b_k``. The map ``sum_c w[k, c] f_c(v)`` shows
+  how much each voxel ``v`` of the last feature map adds to that logit. ReLU, then resize and scale.
+- ``Grad-CAM`` (Selvaraju et al., arXiv:1610.02391) [R]: channel weights ``a_c`` = the spatial mean of the gradient
+  of the class logit with respect to a chosen layer's output; map = ReLU(sum_c a_c f_c). It needs no particular
+  network ending, so it works on any layer (see :func:`candidate_layers`).
+- occlusion sensitivity: how much the class logit drops when a cube of the input is blanked out. A 3D sweep needs
+  one forward pass per cube, so it is done on a coarse grid (spec §7) and is not part of :func:`heatmaps`.
+
+Why not call ``monai.visualize`` directly (it is the reference the tests compare against):
+``monai.visualize.ModelWithHooks`` registers hooks that are never removed (every call adds more), switches
+``inplace`` off on the hooked module, and with ``class_idx=None`` and a batch whose volumes predict different
+classes it back-propagates the sum of all those classes for every volume. Its default post-processing maps the
+maximum to 0 and the minimum to 1 (a flipped map). The functions here remove their hooks, pick one class per volume
+and scale so that 1 is the hottest voxel; the tests check that the un-scaled maps equal MONAI's.
+
+Scores (one volume; heat [D, H, W], boolean lesion mask [D, H, W]):
+
+- :func:`pointing_game`: is the hottest voxel inside a lesion?
+- :func:`top_share`: which share of the hottest 10% of voxels lies inside lesions?
+- :func:`heat_auroc`: the AUROC of the heat values as a voxel-wise lesion detector (0.5 = chance).
+
+All maps are computed with the model in eval mode (its previous mode is restored afterwards) [C] our choice, so a
+volume's map does not depend on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm.auto import tqdm
+
+ArrayLike = Any  # numpy array or torch tensor
+
+# Module types that are never useful as a Grad-CAM target: containers that are not called themselves, and layers
+# whose output has no spatial dimensions.
+_NOT_TARGETS = (nn.ModuleList, nn.ModuleDict, nn.Linear, nn.Flatten, nn.Dropout, nn.AdaptiveAvgPool3d,
+                nn.AdaptiveMaxPool3d)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resizing and scaling
+
+
+def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a.detach()
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a))
+    raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+
+
+def _size3(size: Sequence[int], name: str = "size") -> tuple[int, int, int]:
+    try:
+        out = tuple(int(s) for s in size)
+    except TypeError:
+        raise ValueError(f"{name} must be three ints (D, H, W), got {size!r}") from None
+    if len(out) != 3 or any(s < 1 for s in out):
+        raise ValueError(f"{name} must be three positive ints (D, H, W), got {size!r}")
+    return out  # type: ignore[return-value]
+
+
+def minmax_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each volume of ``maps`` [B, ...] to [0, 1] independently (min -> 0, max -> 1).
+
+    A constant volume has no hottest voxel; it becomes all zeros (never NaN).
+    """
+    flat = maps.reshape(maps.shape[0], -1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    scaled = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)),
+                         torch.zeros_like(flat))
+    return scaled.reshape(maps.shape)
+
+
+def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str = "mean") -> torch.Tensor:
+    """Turn feature-resolution maps into heat maps on the input grid.
+
+    Args:
+        maps: [B, C, d, h, w] (per-channel maps, e.g. an attention mask) or [B, d, h, w] (one map per volume);
+            a torch tensor or numpy array.
+        size: the input grid (D, H, W) in voxels.
+        reduce: how 5D maps are reduced over channels: "mean" or "max".
+
+    Returns:
+        float32 tensor [B, D, H, W] on the device of ``maps``: channel-reduced, resized with trilinear interpolation
+        (``align_corners=False``, as MONAI's default upsampler), then min-max scaled to [0, 1] per volume; a
+        constant volume becomes zeros.
+    """
+    t = _as_tensor(maps, "maps").float()
+    size3 = _size3(size)
+    if t.ndim == 5:
+        if reduce == "mean":
+            t = t.mean(dim=1)
+        elif reduce == "max":
+            t = t.amax(dim=1)
+        else:
+            raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    elif t.ndim != 4:
+        raise ValueError(f"maps must be [B, C, d, h, w] or [B, d, h, w], got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t[0].numel() == 0:
+        raise ValueError(f"maps is empty (shape {tuple(t.shape)})")
+    if not torch.isfinite(t).all():
+        raise ValueError("maps contains NaN or infinite values")
+    if tuple(t.shape[1:]) != size3:
+        t = F.interpolate(t[:, None], size=size3, mode="trilinear", align_corners=False)[:, 0]
+    return minmax_scale(t)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models: layers, class indices, eval mode
+
+
+class _EvalMode:
+    """Context manager: put ``model`` in eval mode and restore its previous train/eval mode afterwards."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.was_training = model.training
+
+    def __enter__(self) -> nn.Module:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def _check_input(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor [B, C, D, H, W], got {type(x).__name__}")
+    if x.ndim != 5:
+        raise ValueError(f"x must be [B, C, D, H, W], got shape {tuple(x.shape)}")
+
+
+def candidate_layers(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
+    """List the module names of ``model`` that can serve as the target layer of Grad-CAM (or CAM's feature layer).
+
+    Without ``x``: every named submodule except containers that are never called (ModuleList / ModuleDict) and
+    layers without spatial output (Linear, Flatten, Dropout, adaptive pooling); a superset, since it cannot see
+    modules the network runs through another method than ``module(x)`` (NLRAN3d calls its attention modules'
+    ``forward_with_mask``, which forward hooks do not see). With ``x`` [B, C, D, H, W]: run one forward pass (eval
+    mode, no gradients) and keep only the modules called as ``module(x)`` whose output is a 5D tensor
+    [B, C, d, h, w], i.e. exactly the valid targets. The model's ``cam_layer`` (when it has one) is among them.
+    Order: as in ``model.named_modules()`` (input to output for sequential models).
+    This answers MONAI#3035 (a cryptic error for a wrong layer name).
+    """
+    names = [n for n, m in model.named_modules() if n and not isinstance(m, _NOT_TARGETS)]
+    if x is None:
+        return names
+    _check_input(x)
+    seen: dict[str, bool] = {}
+    handles = []
+    modules = dict(model.named_modules())
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            seen[name] = isinstance(output, torch.Tensor) and output.ndim == 5
+
+        return hook
+
+    try:
+        for n in names:
+            handles.append(modules[n].register_forward_hook(make_hook(n)))
+        with _EvalMode(model), torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [n for n in names if seen.get(n, False)]
+
+
+def _get_layer(model: nn.Module, layer: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if not isinstance(layer, str) or layer not in modules or layer == "":
+        cands = candidate_layers(model)
+        close = difflib.get_close_matches(str(layer), cands, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"layer {layer!r} is not a module of {type(model).__name__}.{hint} "
+                         f"Candidate layers ({len(cands)}): {', '.join(cands)}")
+    return modules[layer]
+
+
+def _default_layer(model: nn.Module, layer: str | None) -> str:
+    if layer is not None:
+        return layer
+    name = getattr(model, "cam_layer", None)
+    if not isinstance(name, str):
+        raise ValueError(f"{type(model).__name__} has no `cam_layer` attribute; pass layer= (one of "
+                         f"candidate_layers(model))")
+    return name
+
+
+def _class_indices(class_idx: int | Sequence[int] | torch.Tensor | np.ndarray | None,
+                   logits: torch.Tensor) -> torch.Tensor:
+    """Return the class explained for each volume, int64 [B]: argmax of ``logits`` [B, K] for None, one int for the
+    whole batch, or one index per volume."""
+    b, k = logits.shape
+    if class_idx is None:
+        return logits.detach().argmax(dim=1)
+    if isinstance(class_idx, (int, np.integer)):
+        idx = torch.full((b,), int(class_idx), dtype=torch.long)
+    else:
+        idx = torch.as_tensor(np.asarray(class_idx.cpu() if isinstance(class_idx, torch.Tensor) else class_idx),
+                              dtype=torch.long).reshape(-1)
+        if idx.numel() == 1:
+            idx = idx.expand(b).clone()
+        if idx.numel() != b:
+            raise ValueError(f"class_idx has {idx.numel()} entries but the batch has {b} volumes")
+    if (idx < 0).any() or (idx >= k).any():
+        raise ValueError(f"class_idx must be in [0, {k - 1}] (the model has {k} classes), got {idx.tolist()}")
+    return idx.to(logits.device)
+
+
+class _Capture:
+    """Forward hook that keeps the output of one module (the last call's) while the context is open."""
+
+    def __init__(self, model: nn.Module, layer: str):
+        self.layer = layer
+        self.module = _get_layer(model, layer)
+        self.output: torch.Tensor | None = None
+        self._handle: Any = None
+
+    def __enter__(self) -> _Capture:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            self.output = output
+
+        self._handle = self.module.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+
+    def features(self) -> torch.Tensor:
+        out = self.output
+        if out is None:
+            raise ValueError(f"layer {self.layer!r} was not called as module(x) during the forward pass (forward hooks "
+                             f"only see such calls); pick one of candidate_layers(model, x)")
+        if not isinstance(out, torch.Tensor) or out.ndim != 5:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"layer {self.layer!r} must output a feature map [B, C, d, h, w], got {shape}; "
+                             f"see candidate_layers(model, x)")
+        return out
+
+
+def _classifier_weight(model: nn.Module, channels: int) -> torch.Tensor:
+    fc = getattr(model, "classifier", None)
+    if not isinstance(fc, nn.Linear):
+        raise ValueError(f"CAM needs `model.classifier` to be the nn.Linear after global average pooling; "
+                         f"{type(model).__name__} has {type(fc).__name__}")
+    if fc.in_features != channels:
+        raise ValueError(f"classifier expects {fc.in_features} features but the CAM layer has {channels} channels")
+    return fc.weight
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Heat maps
+
+
+def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: str = "mean") -> dict[str, torch.Tensor]:
+    """Return the soft masks of the attention modules as heat maps {"AM1": ..., "AM2": ..., "AM3": ...}.
+
+    Args:
+        model: a network with ``forward_maps(x) -> {"masks": [M1, M2, M3], ...}`` (NLRAN3d); each M_i is
+            [B, C_i, d_i, h_i, w_i] with values in (0, 1).
+        x: input [B, 1, D, H, W] (windowed CT in [0, 1]).
+        reduce: channel reduction, "mean" (spec §2) or "max".
+
+    Returns:
+        {"AM<i>": float32 CPU tensor [B, D, H, W] in [0, 1]}, one per module (see :func:`upsample_to`).
+    """
+    _check_input(x)
+    if not callable(getattr(model, "forward_maps", None)):
+        raise ValueError(f"{type(model).__name__} has no forward_maps(x); attention maps need an NL-RAN model")
+    with _EvalMode(model), torch.no_grad():
+        masks = model.forward_maps(x)["masks"]
+    size = tuple(x.shape[2:])
+    return {f"AM{i + 1}": upsample_to(m, size, reduce=reduce).cpu() for i, m in enumerate(masks)}
+
+
+def _cam_from(model: nn.Module, features: torch.Tensor, logits: torch.Tensor,
+              class_idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = _class_indices(class_idx, logits)
+    w = _classifier_weight(model, features.shape[1])[idx]  # [B, C]
+    raw = torch.einsum("bc,bcdhw->bdhw", w.to(features.dtype), features)
+    return raw, idx
+
+
+def cam(model: nn.Module, x: torch.Tensor, class_idx: Any = None, raw: bool = False) -> torch.Tensor:
+    """Class activation map (CAM) [R] of the class ``class_idx`` for every volume of ``x``.
+
+    ``CAM_k(v) = sum_c w[k, c] * f_c(v)``: ``w`` = ``model.classifier.weight`` [K, C], ``f`` = the last feature map
+    [B, C, d, h, w] (``forward_maps(x)["features"]`` when the model has ``forward_maps``, else the output of the
+    module named ``model.cam_layer``, captured with a forward hook). The classifier bias is left out (it is one
+    constant per class): the spatial mean of the raw map plus ``b_k`` equals the logit.
+
+    Args:
+        model: a network ending in global average pooling + ``classifier`` (nn.Linear); with ``cam_layer``.
+        x: input [B, 1, D, H, W].
+        class_idx: None (the predicted class of each volume), one int, or one int per volume.
+        raw: True returns the map before ReLU, resizing and scaling: [B, d, h, w] at feature resolution (in logit
+            units).
+
+    Returns:
+        float32 CPU tensor [B, D, H, W] in [0, 1] (ReLU, trilinear resize to the input grid, min-max per volume),
+        or the raw map when ``raw``.
+    """
+    _check_input(x)
+    with _EvalMode(model), torch.no_grad():
+        if callable(getattr(model, "forward_maps", None)):
+            out = model.forward_maps(x)
+            features, logits = out["features"], out["logits"]
+        else:
+            with _Capture(model, _default_layer(model, None)) as cap:
+                logits = model(x)
+            features = cap.features()
+        m, _ = _cam_from(model, features, logits, class_idx)
+    if raw:
+        return m.float().cpu()
+    return upsample_to(F.relu(m), tuple(x.shape[2:])).cpu()
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, class_idx: Any = None, layer: str | None = None,
+             raw: bool = False) -> torch.Tensor:
+    """Grad-CAM [R] of the class ``class_idx`` at layer ``layer`` (default ``model.cam_layer``).
+
+    With ``f`` = the layer's output [B, C, d, h, w] and ``y_k`` = the logit of the explained class of each volume:
+    ``a_c = mean_v d y_k / d f_c(v)`` and ``map = ReLU(sum_c a_c f_c)`` (as MONAI's ``GradCAM.compute_map``).
+    Each volume gets the gradient of its own class only. Gradients are taken with ``torch.autograd.grad``, so the
+    parameters' ``.grad`` is left untouched.
+
+    Args:
+        model: any classifier ``model(x) -> logits [B, K]``.
+        x: input [B, 1, D, H, W].
+        class_idx: None (predicted class), one int, or one int per volume.
+        layer: a module name (see :func:`candidate_layers`); a wrong name raises ValueError listing candidates.
+        raw: True returns ``sum_c a_c f_c`` before ReLU, resizing and scaling ([B, d, h, w]).
+
+    Returns:
+        float32 CPU tensor [B, D, H, W] in [0, 1], or the raw map when ``raw``.
+    """
+    _check_input(x)
+    name = _default_layer(model, layer)
+    with _EvalMode(model), torch.enable_grad(), _Capture(model, name) as cap:
+        xg = x.detach().clone().requires_grad_(True)  # a graph exists even if the parameters are frozen
+        logits = model(xg)
+        features = cap.features()
+        idx = _class_indices(class_idx, logits)
+        score = logits.gather(1, idx[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, features)
+    weights = grads.mean(dim=(2, 3, 4))  # [B, C]
+    m = torch.einsum("bc,bcdhw->bdhw", weights, features.detach())
+    if raw:
+        return m.float().cpu()
+    return upsample_to(F.relu(m), tuple(x.shape[2:])).cpu()
+
+
+def heatmaps(model: nn.Module, x: torch.Tensor, class_idx: Any = None,
+             reduce: str = "mean") -> dict[str, torch.Tensor]:
+    """All heat maps of the spec (§5) for ``x`` [B, 1, D, H, W]: {"AM1", "AM2", "AM3", "CAM", "Grad-CAM"}, each a
+    float32 CPU tensor [B, D, H, W] in [0, 1].
+
+    The attention maps need ``model.forward_maps``; for a model without it (the baselines) the dict holds only
+    "CAM" and "Grad-CAM". ``class_idx`` (None = predicted class) is the class CAM and Grad-CAM explain; the
+    attention masks do not depend on a class. ``reduce`` is the channel reduction of the masks.
+    """
+    _check_input(x)
+    out: dict[str, torch.Tensor] = {}
+    if callable(getattr(model, "forward_maps", None)):
+        with _EvalMode(model), torch.no_grad():
+            maps = model.forward_maps(x)
+        size = tuple(x.shape[2:])
+        for i, m in enumerate(maps["masks"]):
+            out[f"AM{i + 1}"] = upsample_to(m, size, reduce=reduce).cpu()
+        m, idx = _cam_from(model, maps["features"], maps["logits"], class_idx)
+        out["CAM"] = upsample_to(F.relu(m), size).cpu()
+        class_idx = idx  # Grad-CAM explains the same classes
+    else:
+        out["CAM"] = cam(model, x, class_idx)
+    out["Grad-CAM"] = grad_cam(model, x, class_idx)
+    return out
+
+
+def _starts(length: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, length - patch + 1, stride))
+    if starts[-1] + patch < length:  # cover the far edge too
+        starts.append(length - patch)
+    return starts
+
+
+def _triple(v: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    t = (int(v),) * 3 if isinstance(v, (int, np.integer)) else tuple(int(s) for s in v)
+    if len(t) != 3 or any(s < 1 for s in t):
+        raise ValueError(f"{name} must be a positive int or three positive ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def occlusion_sensitivity(model: nn.Module, x: torch.Tensor, class_idx: Any = None, patch: int | Sequence[int] = 8,
+                          stride: int | Sequence[int] = 8, fill: float | None = None, batch_size: int = 16,
+                          raw: bool = False, progress: bool = False) -> torch.Tensor:
+    """Occlusion sensitivity: how much the class logit drops when a cube of the input is blanked out.
+
+    The cube (``patch`` voxels per side) slides over a coarse grid with step ``stride``; the last cube on each
+    axis is shifted to touch the far edge so every voxel is covered. Each cube position costs one forward pass
+    (batched ``batch_size`` at a time), which is why the grid is coarse (spec §7; 3D occlusion is slow).
+    Drop = logit(x) - logit(x with the cube set to ``fill``); [C] our choices: the logit rather than the softmax
+    probability (no saturation for confident models); ``fill`` None = the volume's mean intensity (MONAI's
+    "mean_img"). The coarse grid is brought to the input grid by giving each voxel the mean drop of the cubes
+    that contain it (exact block upsampling; a blocky map when patch == stride).
+
+    Args:
+        model: classifier ``model(x) -> logits [B, K]``.
+        x: input [B, 1, D, H, W].
+        class_idx: None (predicted class), one int, or one int per volume.
+        patch, stride: cube side and grid step in voxels (int or (d, h, w)).
+        fill: intensity put into the cube (input units, e.g. windowed [0, 1]); None = per-volume mean.
+        batch_size: occluded volumes per forward pass.
+        raw: True returns the mean drop per voxel (logit units) instead of the min-max scaled map.
+        progress: show a tqdm bar over the cube positions.
+
+    Returns:
+        float32 CPU tensor [B, D, H, W] (in [0, 1] unless ``raw``).
+    """
+    _check_input(x)
+    size = tuple(x.shape[2:])
+    p = _triple(patch, "patch")
+    s = _triple(stride, "stride")
+    if any(pi > di for pi, di in zip(p, size)):
+        raise ValueError(f"patch {p} is larger than the volume {size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    positions = [(a, b, c) for a in _starts(size[0], p[0], s[0]) for b in _starts(size[1], p[1], s[1])
+                 for c in _starts(size[2], p[2], s[2])]
+    n_vol = x.shape[0]
+    total = torch.zeros(n_vol, *size, dtype=torch.float64)
+    count = torch.zeros(size, dtype=torch.float64)
+    with _EvalMode(model), torch.no_grad():
+        logits = model(x)
+        idx = _class_indices(class_idx, logits)
+        base = logits.gather(1, idx[:, None])[:, 0].double().cpu()  # [B]
+        fills = x.mean(dim=(1, 2, 3, 4)) if fill is None else torch.full((n_vol,), float(fill), device=x.device)
+        per_pass = max(1, batch_size // n_vol)
+        bar = tqdm(total=len(positions), desc="occlusion", disable=not progress, leave=False)
+        for start in range(0, len(positions), per_pass):
+            chunk = positions[start:start + per_pass]
+            xs = x.repeat(len(chunk), 1, 1, 1, 1)  # [len(chunk) * B, C, D, H, W], position-major
+            for j, (a, b, c) in enumerate(chunk):
+                sl = (slice(j * n_vol, (j + 1) * n_vol), slice(None), slice(a, a + p[0]), slice(b, b + p[1]),
+                      slice(c, c + p[2]))
+                xs[sl] = fills.view(n_vol, 1, 1, 1, 1).to(xs.dtype)
+            out = model(xs).gather(1, idx.repeat(len(chunk))[:, None])[:, 0].double().cpu()
+            for j, (a, b, c) in enumerate(chunk):
+                drop = base - out[j * n_vol:(j + 1) * n_vol]
+                total[:, a:a + p[0], b:b + p[1], c:c + p[2]] += drop.view(n_vol, 1, 1, 1)
+                count[a:a + p[0], b:b + p[1], c:c + p[2]] += 1
+            bar.update(len(chunk))
+        bar.close()
+    m = (total / count).float()
+    return m if raw else minmax_scale(m)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scores against lesion masks
+
+
+def _heat_and_mask(heat: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    h = _as_tensor(heat, "heat").cpu().numpy().astype(np.float64)
+    m = _as_tensor(mask, "mask").cpu().numpy()
+    if h.ndim != 3:
+        raise ValueError(f"heat must be one volume [D, H, W], got shape {h.shape}")
+    if m.shape != h.shape:
+        raise ValueError(f"mask shape {m.shape} does not match heat shape {h.shape}")
+    if m.dtype != np.bool_:
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError("mask must be boolean (or 0/1)")
+        m = m.astype(bool)
+    if not np.isfinite(h).all():
+        raise ValueError("heat contains NaN or infinite values")
+    if not m.any():
+        raise ValueError("mask is empty (no lesion voxel): the score is undefined for a volume without a lesion")
+    return h.ravel(), m.ravel()
+
+
+def pointing_game(heat: ArrayLike, mask: ArrayLike, ties: str = "all") -> bool:
+    """Pointing game: is the hottest voxel of ``heat`` [D, H, W] inside the lesion ``mask`` [D, H, W] (bool)?
+
+    ``ties`` decides when several voxels share the maximum [C] our choice: "all" (default) = a hit only if every
+    one of them is inside the lesion, so a flat map cannot score by luck; "any" = a hit if one of them is; "first"
+    = numpy's argmax (the first in C order). An empty mask raises ValueError.
+    """
+    h, m = _heat_and_mask(heat, mask)
+    top = h == h.max()
+    if ties == "all":
+        return bool(m[top].all())
+    if ties == "any":
+        return bool(m[top].any())
+    if ties == "first":
+        return bool(m[int(np.argmax(h))])
+    raise ValueError(f"ties must be 'all', 'any' or 'first', got {ties!r}")
+
+
+def top_share(heat: ArrayLike, mask: ArrayLike, fraction: float = 0.10) -> float:
+    """Share of the hottest ``fraction`` of voxels (k = ceil(fraction * N), at least 1) that lie inside lesions.
+
+    Ties at the threshold [C] our choice: voxels hotter than the k-th hottest value count fully; the voxels equal
+    to it share the remaining places equally (the expected share under a random tie-break). So a constant map
+    scores the lesion's volume fraction (chance). heat, mask: [D, H, W]; returns a float in [0, 1].
+    """
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    h, m = _heat_and_mask(heat, mask)
+    k = max(1, math.ceil(float(fraction) * h.size - 1e-9))
+    thr = np.partition(h, h.size - k)[h.size - k]  # the k-th largest value
+    above = h > thr
+    equal = h == thr
+    n_above = int(above.sum())
+    w_equal = (k - n_above) / int(equal.sum())
+    return float((m[above].sum() + w_equal * m[equal].sum()) / k)
+
+
+def heat_auroc(heat: ArrayLike, mask: ArrayLike) -> float:
+    """AUROC of the heat values [D, H, W] as a voxel-wise detector of the lesion ``mask`` [D, H, W]
+    (``sklearn.metrics.roc_auc_score``; tied values count one half). 0.5 = chance, 1 = every lesion voxel is hotter
+    than every other voxel. Raises ValueError for an empty mask or a mask covering the whole volume."""
+    h, m = _heat_and_mask(heat, mask)
+    if m.all():
+        raise ValueError("mask covers the whole volume: AUROC needs voxels outside the lesion")
+    return float(roc_auc_score(m, h))
+
+
+def score_heatmaps(heats: Mapping[str, ArrayLike], masks: ArrayLike,
+                   fraction: float = 0.10) -> dict[str, dict[str, float]]:
+    """Score several heat maps against lesion masks.
+
+    Args:
+        heats: name -> heat maps [B, D, H, W] (e.g. the output of :func:`heatmaps`).
+        masks: boolean lesion masks [B, D, H, W].
+        fraction: the top share's fraction (default the hottest 10%).
+
+    Returns:
+        name -> {"pointing": hit rate, "top10": mean top share, "auroc": mean AUROC}, plain floats averaged over
+        the volumes that have a lesion (volumes without one are skipped). Raises ValueError when no volume has a
+        lesion or the shapes disagree.
+    """
+    m = _as_tensor(masks, "masks").cpu().numpy()
+    if m.ndim != 4:
+        raise ValueError(f"masks must be [B, D, H, W], got shape {m.shape}")
+    keep = [i for i in range(m.shape[0]) if m[i].any()]
+    if not keep:
+        raise ValueError("no volume in masks has a lesion; the heat-map scores are undefined")
+    out: dict[str, dict[str, float]] = {}
+    for name, heat in heats.items():
+        h = _as_tensor(heat, f"heats[{name!r}]").cpu().numpy()
+        if h.shape != m.shape:
+            raise ValueError(f"heats[{name!r}] has shape {h.shape} but masks has shape {m.shape}")
+        pts = [pointing_game(h[i], m[i]) for i in keep]
+        tops = [top_share(h[i], m[i], fraction) for i in keep]
+        aucs = [heat_auroc(h[i], m[i]) for i in keep]
+        out[name] = {"pointing": float(np.mean(pts)), "top10": float(np.mean(tops)), "auroc": float(np.mean(aucs))}
+    return out
