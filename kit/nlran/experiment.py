@@ -249,3 +249,20 @@ def _classes(data: Dataset, idx: Sequence[int], class_idx: str | int | None) -> 
 def device_of(cfg: NLRANConfig) -> torch.device:
     """Return the device ``cfg.device`` resolves to."""
     return pick_device(cfg.device)
+
+
+def train(cfg: NLRANConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> TrainedModel:
+    """Return ``cfg.model`` trained on ``cfg``'s data (the entry point of ``python -m kit train nlran`` and of
+    ``accelerate launch -m kit train nlran -p preset full -p data_dir ...``): resumable in ``run/<model>/``, the best
+    epoch's weights written to ``run/<model>.safetensors`` and the test report recorded as "test"."""
+    from kit.nlran.assets import save_weights
+
+    data = load_data(cfg)
+    trained = train_model(cfg, data, cfg.model, run=run.sub(cfg.model), callbacks=callbacks)
+    report = evaluate(trained.model, data.test)
+    if run.is_main:
+        save_weights(trained.model, run.path / f"{cfg.model}.safetensors", dtype=torch.float32)
+    run.record("trained", {"model": cfg.model, "best_val_auc": trained.best_val_auc, "best_epoch": trained.best_epoch,
+                           "params": trained.params, "seconds": round(trained.seconds, 1)})
+    run.record("test", report)
+    return trained

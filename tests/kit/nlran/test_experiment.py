@@ -136,3 +136,18 @@ def test_committed_models_load_and_meet_the_bar_on_held_out_phantoms():
         load_committed("vgg")
     with pytest.raises(FileNotFoundError, match="python -m kit.nlran.assets"):
         load_committed("nlran", folder="/nonexistent")
+
+
+def test_cli_train_entry_point_writes_weights_and_the_test_report(tmp_path):
+    from kit.core import RunDir
+    from kit.nlran.assets import load_committed
+    from kit.nlran.experiment import train
+
+    cfg = small(epochs=1)
+    tm = train(cfg, RunDir(tmp_path))
+    run = RunDir(tmp_path)
+    assert run.metrics["trained"]["model"] == "nlran" and 0 <= run.metrics["test"]["auc_macro"] <= 1
+    model = load_committed("nlran", folder=tmp_path)  # the saved weights load back into the tiny layout
+    x = torch.rand(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tm.model.eval()(x))
