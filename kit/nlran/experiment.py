@@ -140,6 +140,8 @@ def train_model(cfg: NLRANConfig, data: SeriesData, name: str | None = None, run
 
     def eval_fn(m):
         epoch["n"] += 1
+        if hasattr(data.train, "set_epoch"):  # real data: new augmentation draws for the next epoch
+            data.train.set_epoch(epoch["n"])
         if cfg.recalibrate_bn and _has_batchnorm(m):
             _recalibrate(m, data.train, cfg.batch_size)
         y, p = predict(m, data.val)

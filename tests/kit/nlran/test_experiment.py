@@ -151,3 +151,26 @@ def test_cli_train_entry_point_writes_weights_and_the_test_report(tmp_path):
     x = torch.rand(2, 1, 32, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), tm.model.eval()(x))
+
+
+def test_training_moves_the_augmentation_epoch_of_real_data():
+    from kit.nlran.experiment import SeriesData
+
+    cfg = small(epochs=2)
+    d = load_data(cfg)
+    calls = []
+
+    class Tracked(torch.utils.data.Dataset):  # stands in for CCCIIDataset(augment=True)
+        labels = d.train.labels
+
+        def __len__(self):
+            return len(d.train)
+
+        def __getitem__(self, i):
+            return d.train[i]
+
+        def set_epoch(self, e):
+            calls.append(e)
+
+    train_model(cfg, SeriesData(Tracked(), d.val, d.test, "tracked"), "nlran_no_nl")
+    assert calls == [1, 2]
