@@ -65,7 +65,7 @@ def committed_results(folder: str | Path | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from kit.nlran.config import preset
-    from kit.nlran.experiment import compare, comparison_rows, explanation_scores, load_data
+    from kit.nlran.experiment import compare, comparison_rows, heatmap_comparison, load_data
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ASSET_DIR))
@@ -79,18 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     for name, r in results.items():
         save_weights(r["trained"].model, out / f"{name}.safetensors")
-    scores = {w: explanation_scores(results["nlran"]["trained"].model, data.test, cfg.n_explain, within=w)
-              for w in ("volume", "lung")}
+    heat = heatmap_comparison({n: r["trained"].model for n, r in results.items()}, data.test, cfg.n_explain)
     report = {"config": {k: getattr(cfg, k) for k in ("seed", "size", "n_train", "n_val", "n_test", "epochs",
                                                         "batch_size", "lr", "weight_decay", "norm", "recalibrate_bn")},
               "threads": args.threads, "rows": comparison_rows(results),
               "test_reports": {n: r["test"] for n, r in results.items()},
               "val_curves": {n: r["trained"].history for n, r in results.items()},
-              "heatmap_scores_nlran": scores}
+              "heatmap_scores": heat}
     (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
     for row in report["rows"]:
         print(row)
-    print(scores)
+    print(heat)
     return 0
 
 

@@ -56,15 +56,15 @@ def load_data(cfg: NLRANConfig) -> SeriesData:
         return SeriesData(*sets, source=f"phantoms {n}^3")
     from kit.nlran import data as real
 
-    if cfg.data == "ccccii":
-        make = lambda split, aug: real.CCCIIDataset(cfg.data_dir, split=split, size=cfg.size, seed=cfg.seed,  # noqa: E731
-                                                    skip_bad=cfg.skip_bad, augment=aug, fractions=cfg.split)
-        return SeriesData(make("train", cfg.augment), make("val", False), make("test", False),
-                          source=f"CC-CCII at {cfg.data_dir}")
-    make = lambda split, aug: real.NiftiDataset(cfg.data_dir, split=split, size=cfg.size, seed=cfg.seed,  # noqa: E731
-                                                skip_bad=cfg.skip_bad, augment=aug, fractions=cfg.split)
+    kind = real.CCCIIDataset if cfg.data == "ccccii" else real.NiftiDataset
+
+    def make(split: str, augment: bool) -> Dataset:
+        return kind(cfg.data_dir, split=split, size=cfg.size, seed=cfg.seed, skip_bad=cfg.skip_bad, augment=augment,
+                    fractions=cfg.split)
+
+    name = "CC-CCII" if cfg.data == "ccccii" else "NIfTI volumes"
     return SeriesData(make("train", cfg.augment), make("val", False), make("test", False),
-                      source=f"NIfTI volumes at {cfg.data_dir}")
+                      source=f"{name} at {cfg.data_dir}")
 
 
 def build(cfg: NLRANConfig, name: str | None = None) -> nn.Module:
@@ -190,18 +190,25 @@ def compare(cfg: NLRANConfig, data: SeriesData, names: Sequence[str] | None = No
     return out
 
 
+REPORT_KEYS = ("auc_macro", "auc_micro", "accuracy", "precision_macro", "precision_weighted", "f1_macro",
+               "f1_weighted")
+
+
+def report_rows(reports: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]] | None = None
+                ) -> list[dict[str, Any]]:
+    """Return one JSON-able row per model: the test numbers ``REPORT_KEYS`` of its classification report, plus
+    whatever ``info[name]`` adds (parameters, training seconds, ...)."""
+    info = info or {}
+    return [{"model": name, **{k: r[k] for k in REPORT_KEYS}, **info.get(name, {})} for name, r in reports.items()]
+
+
 def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return one JSON-able row per model: test macro/micro AUC, accuracy, macro precision and F1, best validation
-    AUC, epoch, parameters and training seconds."""
-    rows = []
-    for name, r in results.items():
-        t, tm = r["test"], r["trained"]
-        rows.append({"model": name, "auc_macro": t["auc_macro"], "auc_micro": t["auc_micro"],
-                     "accuracy": t["accuracy"], "precision_macro": t["precision_macro"], "f1_macro": t["f1_macro"],
-                     "f1_weighted": t["f1_weighted"], "best_val_auc": tm.best_val_auc, "best_epoch": tm.best_epoch,
-                     "params": tm.params, "train_seconds": round(tm.seconds, 1),
-                     "train_cpu_seconds": round(tm.cpu_seconds, 1)})
-    return rows
+    """Return :func:`report_rows` of :func:`compare`'s results, with the best validation AUC and epoch, parameters
+    and training seconds (wall and CPU) of each model."""
+    return report_rows({n: r["test"] for n, r in results.items()}, {
+        n: {"best_val_auc": tm.best_val_auc, "best_epoch": tm.best_epoch, "params": tm.params,
+            "train_seconds": round(tm.seconds, 1), "train_cpu_seconds": round(tm.cpu_seconds, 1)}
+        for n, tm in ((n, r["trained"]) for n, r in results.items())})
 
 
 def explanation_scores(model: nn.Module, data: Dataset, n: int, batch_size: int = 8,
@@ -268,3 +275,25 @@ def train(cfg: NLRANConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> 
                            "params": trained.params, "seconds": round(trained.seconds, 1)})
     run.record("test", report)
     return trained
+
+
+def heatmap_comparison(models: dict[str, nn.Module], data: Dataset, n: int, main: str = "nlran",
+                       cam_baselines: Sequence[str] = ("resnet18", "resnet18_cbam")) -> dict[str, Any]:
+    """Return the heat-map scores of ``models[main]`` (AM1-AM3, CAM, Grad-CAM) and the CAM of each baseline in
+    ``cam_baselines`` present in ``models``, scored over the whole volume and inside the lungs
+    (:func:`explanation_scores`), with the verdict "does the module-1 mask beat the model's own CAM?" per metric and
+    the mean lesion share of the scored volumes (the top-10 % share of a map that ignores lesions):
+    ``{"volume": {map: scores}, "lung": {...}, "am1_beats_cam": {within: {metric: bool}}, "lesion_share": float}``.
+    """
+    out: dict[str, Any] = {"am1_beats_cam": {}}
+    for within in ("volume", "lung"):
+        scores = explanation_scores(models[main], data, n, within=within)
+        for name in cam_baselines:
+            if name in models:
+                scores[f"{name} CAM"] = explanation_scores(models[name], data, n, within=within)["CAM"]
+        out[within] = scores
+        out["am1_beats_cam"][within] = {m: bool(scores["AM1"][m] > scores["CAM"][m])
+                                        for m in ("pointing", "top10", "auroc")}
+    shares = [p.lesion_mask.mean() for p in (data.phantom(i) for i in range(len(data))) if p.lesion_mask.any()][:n]
+    out["lesion_share"] = float(np.mean(shares))
+    return out

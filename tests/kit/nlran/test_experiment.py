@@ -174,3 +174,38 @@ def test_training_moves_the_augmentation_epoch_of_real_data():
 
     train_model(cfg, SeriesData(Tracked(), d.val, d.test, "tracked"), "nlran_no_nl")
     assert calls == [1, 2]
+
+
+def test_heatmap_comparison_scores_both_regions_and_its_verdict_follows_the_scores():
+    from kit.nlran.baselines import build_model
+    from kit.nlran.experiment import heatmap_comparison
+    from kit.nlran.models import nlran3d
+    from kit.nlran.report import heatmap_markdown
+
+    data = load_data(small())
+    torch.manual_seed(0)
+    models = {"nlran": nlran3d("tiny").eval(), "resnet18": build_model("resnet18").eval()}
+    out = heatmap_comparison(models, data.test, n=2)
+    for within in ("volume", "lung"):
+        assert set(out[within]) == {"AM1", "AM2", "AM3", "CAM", "Grad-CAM", "resnet18 CAM"}
+        assert out[within]["AM1"] == explanation_scores(models["nlran"], data.test, 2, within=within)["AM1"]
+        for m, beats in out["am1_beats_cam"][within].items():
+            assert beats == (out[within]["AM1"][m] > out[within]["CAM"][m])
+    masks = [data.test.phantom(i).lesion_mask for i in range(len(data.test))]
+    assert out["lesion_share"] == pytest.approx(float(np.mean([m.mean() for m in masks if m.any()][:2])))
+    table = heatmap_markdown(out)
+    assert table.count("\n| volume |") == 6 and table.count("\n| lung |") == 6 and "2 test volumes" in table
+
+
+def test_report_rows_and_the_comparison_table_carry_the_report_numbers():
+    from kit.nlran.experiment import REPORT_KEYS, report_rows
+    from kit.nlran.metrics import classification_report
+    from kit.nlran.report import comparison_markdown
+
+    y = np.array([0, 1, 2, 0, 1, 2])
+    p = np.array([[.7, .2, .1], [.2, .5, .3], [.1, .3, .6], [.3, .4, .3], [.6, .3, .1], [.2, .2, .6]])
+    rep = classification_report(y, p)
+    rows = report_rows({"a": rep}, {"a": {"params": 1234, "train_seconds": 5.0}})
+    assert rows == [{"model": "a", **{k: rep[k] for k in REPORT_KEYS}, "params": 1234, "train_seconds": 5.0}]
+    md = comparison_markdown(rows, "t")
+    assert f"| a | {rep['auc_macro']:.3f} | {rep['auc_micro']:.3f} | {rep['accuracy']:.3f} |" in md and "1,234" in md
