@@ -85,8 +85,8 @@ def main() -> int:
         with torch.no_grad():
             blk.norm.weight.fill_(1.0)  # not the identity any more
         xx = torch.randn(2, c, g, g, g, device=dev, requires_grad=True)
-        t_sdpa = timed(lambda: blk(xx).sum().backward(), sync)
-        t_ref = timed(lambda: nonlocal_attention_reference(xx, blk).sum().backward(), sync)
+        t_sdpa = timed(lambda b=blk, v=xx: b(v).sum().backward(), sync)
+        t_ref = timed(lambda b=blk, v=xx: nonlocal_attention_reference(v, b).sum().backward(), sync)
         with torch.no_grad():
             err = float((blk(xx) - nonlocal_attention_reference(xx, blk)).abs().max())
         out[f"nonlocal_{'pooled' if pooled else 'full'}"] = {"sdpa_s": t_sdpa, "explicit_s": t_ref,

@@ -1,12 +1,13 @@
-"""Train the ShapesWorld text-to-image model further on a GPU under a wall-clock cap, exporting as it goes.
+"""Train the ShapesWorld text-to-image model further on a GPU under a step or wall-clock cap, then export it.
 
     python tools/gpu_t2i.py --init-from runs/t2i_stage1 --out runs/t2i_stage2 --max-steps 7000 --stop-step 3070
 
-(stage 2 of the committed model: the run that built it had ``--seconds 330`` and the cap stopped it at step 3,070
-on an H200; ``--stop-step`` repeats that stop without depending on the card's speed). Starts from ``--init-from``
-(default: the committed weights), adds what the current config adds (the pooled-text path
-starts silent), trains with the "shapes" preset at a larger batch, and writes DIR/export (the same layout as
-kit/assets/t2i_shapes) every ``--export-every`` steps and at the end, so a run cut short still leaves a model.
+This is stage 2 of the committed model (notebooks/t2i/README.md): the "shapes" preset as it is now (pooled-text
+path, logit-normal timesteps) at batch 128, bf16, 8 data workers, starting from ``--init-from`` (default: the
+committed weights). The run that built the committed model had ``--seconds 330`` and the cap stopped it at step
+3,070 on an H200; ``--stop-step`` repeats that stop without depending on the card's speed. A cap interrupts
+``kit.core.fit`` (which checkpoints, as on Ctrl-C); the model is then read back from that checkpoint.
+Writes ``OUT/export`` (the layout of kit/assets/t2i_shapes) with ``gpu_train.json`` (steps, time, loss log).
 """
 
 from __future__ import annotations
@@ -19,81 +20,53 @@ from pathlib import Path
 import torch
 
 
-class _TimeUp(Exception):
-    pass
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", required=True)
-    p.add_argument("--max-steps", type=int, default=6000)
+    p.add_argument("--run-dir", default="/tmp/kit_t2i_gpu_run", help="training checkpoints (resumable)")
+    p.add_argument("--init-from", default=None, help="a saved model folder (default: kit/assets/t2i_shapes)")
+    p.add_argument("--max-steps", type=int, default=7000, help="length of the learning-rate schedule")
+    p.add_argument("--stop-step", type=int, default=0, help="stop after this step (0: at --max-steps)")
+    p.add_argument("--seconds", type=float, default=float("inf"), help="stop after this much wall time")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seconds", type=float, default=1e9)
-    p.add_argument("--stop-step", type=int, default=0, help="stop after this step (0: at --max-steps)")
-    p.add_argument("--init-from", default=None, help="a saved model folder (default: kit/assets/t2i_shapes)")
-    p.add_argument("--export-every", type=int, default=1000)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--mixed-precision", default="bf16")
     args = p.parse_args()
 
     from kit.core import RunDir
-    from kit.t2i import experiment as ex
     from kit.t2i.assets import ASSET_DIR
     from kit.t2i.config import preset
+    from kit.t2i.experiment import pipeline_from_checkpoint, save_model, train
 
-    out = Path(args.out)
     cfg = preset("shapes", max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                 checkpoint_every=0)
-    t0 = time.time()
-    state = {"last": 0, "log": []}
-    holder: dict = {}
-
-    orig_fit = ex.fit
-
-    def fit_capturing(model, *a, **kw):  # keep a handle on the model trained in place, and the mixed precision
-        holder["model"] = model
-        kw["mixed_precision"] = args.mixed_precision
-        kw["num_workers"] = args.workers
-        kw["checkpoint_every"] = 0
-        return orig_fit(model, *a, **kw)
-
-    ex.fit = fit_capturing
-
-    def export(step: int) -> None:
-        m = holder["model"]
-        comps = ex.build_components(cfg)
-        comps["unet"], comps["text_encoder"] = m.unet, m.text_encoder
-        pipe = ex.make_pipeline(comps, cfg)
-        ex.save_model(pipe, out / "export", cfg)
-        (out / "export" / "gpu_train.json").write_text(json.dumps(
-            {"steps": step, "batch_size": cfg.batch_size, "seconds": round(time.time() - t0, 1),
-             "lr": cfg.lr, "mixed_precision": args.mixed_precision, "device": torch.cuda.get_device_name(0)
-             if torch.cuda.is_available() else "cpu", "log": state["log"][-50:]}, indent=1))
-        m.train()
+                 mixed_precision=args.mixed_precision, num_workers=args.workers, checkpoint_every=0)
+    run = RunDir(args.run_dir)
+    t0, log = time.time(), []
 
     def callback(event: dict) -> None:
         if event.get("kind") != "train":
             return
         step = event["step"]
-        state["log"].append({"step": step, "loss": round(float(event["loss"]), 5), "t": round(time.time() - t0, 1)})
+        log.append({"step": step, "loss": round(float(event["loss"]), 5), "t": round(time.time() - t0, 1)})
         if step % 200 == 0:
             print(f"step {step} loss {event['loss']:.5f} t {time.time() - t0:.0f}s", flush=True)
-        if step - state["last"] >= args.export_every:
-            state["last"] = step
-            export(step)
         if time.time() - t0 > args.seconds or (args.stop_step and step >= args.stop_step):
-            raise _TimeUp
+            raise KeyboardInterrupt  # fit writes a checkpoint of this step, then re-raises
 
     try:
-        ex.train(cfg, RunDir("/tmp/kit_t2i_gpu_run"), callbacks=[callback], init_from=args.init_from or ASSET_DIR)
-        final = cfg.max_steps
-    except _TimeUp:
-        final = state["log"][-1]["step"]
-        print(f"time cap reached at step {final}", flush=True)
-    export(final)
-    print(f"exported step {final} to {out / 'export'} after {time.time() - t0:.0f}s", flush=True)
+        result = train(cfg, run, callbacks=[callback], init_from=args.init_from or ASSET_DIR)
+        pipe, step = result.pipeline, result.fit.step
+    except KeyboardInterrupt:
+        pipe, step = pipeline_from_checkpoint(cfg, run.latest_checkpoint())
+        print(f"stopped at step {step}", flush=True)
+    folder = save_model(pipe, Path(args.out) / "export", cfg)
+    (folder / "gpu_train.json").write_text(json.dumps(
+        {"steps": step, "batch_size": cfg.batch_size, "seconds": round(time.time() - t0, 1), "lr": cfg.lr,
+         "mixed_precision": cfg.mixed_precision, "device": torch.cuda.get_device_name(0)
+         if torch.cuda.is_available() else "cpu", "log": log[-50:]}, indent=1))
+    print(f"exported step {step} to {folder} after {time.time() - t0:.0f}s", flush=True)
     return 0
 
 

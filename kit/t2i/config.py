@@ -43,6 +43,8 @@ class T2IConfig:
     prediction_type: str = "v_prediction"  # or "epsilon"
     num_train_timesteps: int = 1000
     checkpoint_every: int = 500
+    mixed_precision: str = "no"  # "bf16" on a GPU (stage 2 of the committed model); CPUs here have no fast bf16
+    num_workers: int = 0  # DataLoader workers rendering ShapesWorld scenes (8 for the GPU run)
     # sampling and evaluation
     num_inference_steps: int = 20
     guidance_scale: float = 3.0

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kit.core import FitResult, RunDir, fit
+from kit.core import FitResult, RunDir, fit, load_training_state
 from kit.t2i.config import T2IConfig
 
 Callback = Callable[[dict], None]
@@ -164,12 +164,23 @@ def train(cfg: T2IConfig, run: RunDir, callbacks: Sequence[Callback] = (), sampl
     res = fit(model, loss_fn, data, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr, run=run,
               eval_fn=eval_fn, eval_every=sample_every,
               checkpoint_every=cfg.checkpoint_every, log_every=10, callbacks=callbacks, seed=cfg.seed,
-              collate_fn=collate, device=cfg.device, desc="ShapesWorld t2i",
+              collate_fn=collate, device=cfg.device, desc="ShapesWorld t2i", mixed_precision=cfg.mixed_precision,
+              num_workers=cfg.num_workers,
               scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, cfg.max_steps)))
     comps["unet"], comps["text_encoder"] = res.model.unet.eval(), res.model.text_encoder.eval()
     run.record("train", {"steps": res.step, "seconds": round(res.seconds, 1),
                          "final_loss": next((e["loss"] for e in reversed(res.history) if e["kind"] == "train"), None)})
     return TrainResult(make_pipeline(comps, cfg), res)
+
+
+def pipeline_from_checkpoint(cfg: T2IConfig, checkpoint: str | Path):
+    """Return (pipeline, step) of a training checkpoint written by :func:`train` (e.g. the one ``fit`` writes when a
+    run is interrupted), in eval mode, ready for :func:`save_model`."""
+    comps = build_components(cfg)
+    model = TextToImageModel(comps["unet"], comps["text_encoder"])
+    state = load_training_state(checkpoint, model=model, restore_rng=False)
+    comps["unet"], comps["text_encoder"] = model.unet.eval(), model.text_encoder.eval()
+    return make_pipeline(comps, cfg), int(state["step"])
 
 
 def save_model(pipeline, folder: str | Path, cfg: T2IConfig, dtype: torch.dtype = torch.float16) -> Path:

@@ -144,3 +144,16 @@ def test_committed_model_has_the_pooled_text_path_and_its_provenance():
     assert pipe.unet.config.addition_embed_type == "text"
     log = json.loads((shapes_model_dir() / "gpu_train.json").read_text())
     assert log["steps"] == 3070 and log["batch_size"] == 128
+
+
+def test_pipeline_from_checkpoint_is_the_trained_model(tiny_trained):
+    from kit.t2i.experiment import pipeline_from_checkpoint
+
+    cfg, run, result = tiny_trained
+    pipe, step = pipeline_from_checkpoint(cfg, run.latest_checkpoint())
+    assert step == 12
+    for name in ("unet", "text_encoder"):
+        trained, loaded = getattr(result.pipeline, name).state_dict(), getattr(pipe, name).state_dict()
+        assert trained.keys() == loaded.keys()
+        for k in trained:
+            torch.testing.assert_close(loaded[k], trained[k], atol=0, rtol=0)
