@@ -43,3 +43,34 @@ def _no_network_attempts():
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def _explicit_nonlocal_attention(model, x):
+    """softmax_j(theta_i . phi_j) [N, N_kv] of ``model.nonlocal_block``, computed here in float64 numpy from the
+    block's own theta / phi conv weights on its input captured by a forward hook (phi max-pooled by 2 when the block
+    sub-samples): the independent reference for the attention that kit returns."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    block, seen = model.nonlocal_block, {}
+    h = block.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        h.remove()
+    with torch.no_grad():
+        z = seen["x"].double()
+        theta = F.conv3d(z, block.theta.weight.double(), block.theta.bias.double())
+        phi = F.conv3d(z, block.phi.weight.double())
+        if block.sub_sample:
+            phi = F.max_pool3d(phi, 2)
+    logits = theta[0].reshape(theta.shape[1], -1).numpy().T @ phi[0].reshape(phi.shape[1], -1).numpy()
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def explicit_nonlocal_attention():
+    """The function ``(model, x [1, 1, D, H, W]) -> attention [N, N_kv]`` (see :func:`_explicit_nonlocal_attention`)."""
+    return _explicit_nonlocal_attention

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from plotly.callbacks import Points
 from skimage.measure import find_contours
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -244,27 +243,14 @@ def test_confusion_figure_and_roc_view():
 
 
 # --- non-local view ------------------------------------------------------------------------------------------
-def _explicit_rows(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """softmax_j(theta_i . phi_j) [512, 512] from the block's own convs on its captured input."""
-    block, seen = model.nonlocal_block, {}
-    h = block.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
-    with torch.no_grad():
-        model(x)
-        h.remove()
-        z = seen["x"].double()
-        t = F.conv3d(z, block.theta.weight.double(), block.theta.bias.double())[0].reshape(block.inter_channels, -1)
-        f = F.conv3d(z, block.phi.weight.double())[0].reshape(block.inter_channels, -1)
-    return torch.softmax(t.T @ f, dim=1).numpy()
-
-
-def test_nonlocal_view_select_and_click():
+def test_nonlocal_view_select_and_click(explicit_nonlocal_attention):
     model = tiny_model(5)
     with torch.no_grad():  # sharpen the attention so different voxels have clearly different rows
         model.nonlocal_block.theta.weight.mul_(25.0)
         model.nonlocal_block.phi.weight.mul_(25.0)
     hu = ph.make_phantom("NCP", np.random.default_rng(1)).hu
     x = torch.from_numpy(ph.window(hu))[None, None]
-    rows = _explicit_rows(model, x)
+    rows = explicit_nonlocal_attention(model, x)
     v = wn.NonLocalView(model, x)
     assert v.grid == (8, 8, 8) and v.kv_grid == (8, 8, 8)
     v.select(9, 30, 2)  # input voxel -> non-local cell (2, 7, 0)

@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from skimage.measure import points_in_poly
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
@@ -188,32 +187,13 @@ def peaked_model(seed: int, **overrides) -> torch.nn.Module:
     return model.eval()
 
 
-def explicit_attention(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """softmax_j(theta_i . phi_j) from the block's conv weights, on the block input captured here."""
-    block, seen = model.nonlocal_block, {}
-    h = block.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
-    with torch.no_grad():
-        model(x)
-        h.remove()
-        z = seen["x"].double()
-        theta = F.conv3d(z, block.theta.weight.double(), block.theta.bias.double())
-        phi = F.conv3d(z, block.phi.weight.double())
-        if block.sub_sample:
-            phi = F.max_pool3d(phi, 2)
-    t = theta[0].reshape(theta.shape[1], -1).numpy()
-    f = phi[0].reshape(phi.shape[1], -1).numpy()
-    logits = t.T @ f
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @pytest.mark.parametrize("sub_sample", [False, True])
-def test_attention_for_voxel_is_a_row_of_softmax_theta_phi(sub_sample):
+def test_attention_for_voxel_is_a_row_of_softmax_theta_phi(sub_sample, explicit_nonlocal_attention):
     model = peaked_model(3, nonlocal_sub_sample=sub_sample)
     x = torch.from_numpy(lung_window(ph.make_phantom("NCP", np.random.default_rng(0)).hu))[None, None]
     attn, grid, kv_grid = ex.nonlocal_attention(model, x)
     assert grid == (8, 8, 8) and kv_grid == ((4, 4, 4) if sub_sample else (8, 8, 8))
-    ref = explicit_attention(model, x)
+    ref = explicit_nonlocal_attention(model, x)
     for voxel in [(0, 0, 0), (3, 5, 6), (7, 2, 1)]:
         w = ex.attention_for_voxel(attn, grid, kv_grid, voxel)
         assert w.shape == kv_grid and w.sum() == pytest.approx(1.0, abs=1e-5)
@@ -285,11 +265,11 @@ def test_roc_data_skips_absent_classes():
         ex.roc_data({"accuracy": 1.0})
 
 
-def test_lesion_affinity_equals_a_hand_sum_over_the_attention_rows():
+def test_lesion_affinity_equals_a_hand_sum_over_the_attention_rows(explicit_nonlocal_attention):
     import numpy as np
     import torch
 
-    from kit.nlran.explore import lesion_affinity, nonlocal_attention
+    from kit.nlran.explore import lesion_affinity
     from kit.nlran.models import nlran3d
 
     torch.manual_seed(0)
@@ -300,8 +280,8 @@ def test_lesion_affinity_equals_a_hand_sum_over_the_attention_rows():
     mask = np.zeros((32, 32, 32), bool)
     mask[4:12, 8:16, 20:28] = True  # a 2x2x2 block of the 8^3 grid, whose cells are 4 voxels wide
     out = lesion_affinity(model, x, mask)
-    attn, grid, kv = nonlocal_attention(model, x)
-    cell = np.zeros(grid, bool)
+    attn = explicit_nonlocal_attention(model, x)
+    cell = np.zeros((8, 8, 8), bool)
     cell[1:3, 2:4, 5:7] = True  # the voxels 4..11, 8..15, 20..27 in 4-voxel cells
     rows = attn[cell.ravel()][:, cell.ravel()].sum(1)
     assert out["query_cells"] == out["key_cells"] == 8
