@@ -9,6 +9,9 @@ forward + backward of sum(z): the ``scaled_dot_product_attention`` path that ``f
 ``nonlocal_attention_reference`` (explicit softmax(theta phi^T) g, which materialises the N x N matrix), with and
 without the 2x max-pooling of phi and g. The norm weight is set to 1 so the block is not the identity.
 
+Table 3: rendering one lung phantom (``kit.nlran.phantom.render``) at S^3 and at (2S)^3, against the per-volume
+cost of NL-RAN tiny's training pass of Table 1: the offline generator must not be the bottleneck of training.
+
 Variants are timed round-robin (one call of each per round) so load from other processes spreads evenly; the
 median over rounds is reported with the ratio.
 
@@ -108,6 +111,16 @@ def time_nonlocal(args: argparse.Namespace) -> tuple[dict[str, list[float]], flo
     return _round_robin(fns, args.rounds, args.warmup, sync), diff
 
 
+def time_render(args: argparse.Namespace) -> dict[str, list[float]]:
+    import numpy as np
+
+    from kit.nlran.phantom import render, sample_spec
+
+    specs = {f"{n}^3": sample_spec(0, np.random.default_rng(args.seed), n) for n in (args.size, 2 * args.size)}
+    fns = {k: (lambda s=spec: render(s)) for k, spec in specs.items()}
+    return _round_robin(fns, args.rounds, args.warmup, lambda: None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -162,9 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SDPA / explicit time ratio: {nmed['sdpa'] / nmed['explicit']:.3f} (full), "
           f"{nmed['sdpa-subsample'] / nmed['explicit-subsample']:.3f} (sub-sampled); "
           f"max |z_sdpa - z_explicit|: {diff:.2e}")
+    render_times = time_render(args)
+    rmed = {k: statistics.median(v) for k, v in render_times.items()}
+    per_volume = med["nlran-tiny"] / args.batch
+    print(f"\nPhantom rendering (one volume), median of {args.rounds} rounds")
+    print(f"{'edge':<8} {'ms / phantom':>13} {'x tiny pass / volume':>21}")
+    for k, v in rmed.items():
+        print(f"{k:<8} {1e3 * v:>13.1f} {v / per_volume:>21.3f}")
     if args.json:
         print(json.dumps({"args": vars(args), "params": params, "models": model_times, "nonlocal": nl_times,
-                          "max_abs_diff": diff}))
+                          "max_abs_diff": diff, "render": render_times}))
     return 0
 
 

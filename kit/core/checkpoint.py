@@ -184,10 +184,14 @@ def save_training_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
     rng: bool = True,
 ) -> Path:
-    """Return ``path`` after saving model weights, optimizer, scheduler, RNG states and ``step`` (atomic)."""
+    """Return ``path`` after saving model weights, optimizer, scheduler, RNG states and ``step`` (atomic).
+
+    ``extra`` is JSON metadata; ``extra_tensors`` (e.g. the best epoch's weights) are stored beside the model."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v for k, v in (extra_tensors or {}).items()})
     meta: dict[str, Any] = {"step": int(step), "extra": extra or {}}
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is not None:
@@ -207,7 +211,8 @@ def load_training_state(
     scheduler: Any | None = None,
     restore_rng: bool = True,
 ) -> dict[str, Any]:
-    """Return the checkpoint's metadata (``step``, ``extra``) after loading it into model/optimizer/scheduler."""
+    """Return the checkpoint's ``step``, ``extra`` metadata and ``extra_tensors`` after loading it into
+    model/optimizer/scheduler."""
     ckpt = load_checkpoint(path)
     weights = {k[len("model."):]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
     if not weights:
@@ -224,4 +229,5 @@ def load_training_state(
         obj.load_state_dict(unflatten_state(ckpt.tensors, ckpt.metadata[name]))
     if restore_rng:
         restore_rng_state_tensors({k: v for k, v in ckpt.tensors.items() if k.startswith("rng.")})
-    return {"step": int(ckpt.metadata.get("step", 0)), "extra": ckpt.metadata.get("extra", {})}
+    return {"step": int(ckpt.metadata.get("step", 0)), "extra": ckpt.metadata.get("extra", {}),
+            "extra_tensors": {k[len("extra."):]: v for k, v in ckpt.tensors.items() if k.startswith("extra.")}}

@@ -11,7 +11,6 @@ the BatchNorm statistics are re-estimated on training batches with the weights f
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -131,36 +130,32 @@ def train_model(cfg: NLRANConfig, data: SeriesData, name: str | None = None, run
     counts = np.bincount(labels, minlength=3).astype(float)
     weight = torch.tensor(counts.sum() / (3 * np.maximum(counts, 1)), dtype=torch.float32)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    best: dict[str, Any] = {"auc": -1.0, "epoch": 0, "state": None}
-    epoch = {"n": 0}
 
     def loss_fn(m, batch):
         x, y = batch
         return nn.functional.cross_entropy(m(x), y, weight=weight.to(x.device))
 
-    def eval_fn(m):
-        epoch["n"] += 1
-        if hasattr(data.train, "set_epoch"):  # real data: new augmentation draws for the next epoch
-            data.train.set_epoch(epoch["n"])
+    def eval_fn(m, step):
+        epoch = step // steps_per_epoch  # from the step, so a resumed run numbers its epochs as an uninterrupted one
         if cfg.recalibrate_bn and _has_batchnorm(m):
             _recalibrate(m, data.train, cfg.batch_size)
         y, p = predict(m, data.val)
         rep = classification_report(y, p)
-        if rep["auc_macro"] > best["auc"]:
-            best.update(auc=rep["auc_macro"], epoch=epoch["n"], state=copy.deepcopy(m.state_dict()))
-        return {"val_auc": rep["auc_macro"], "val_accuracy": rep["accuracy"], "epoch": epoch["n"]}
+        return {"val_auc": rep["auc_macro"], "val_accuracy": rep["accuracy"], "epoch": epoch}
 
     opt = lambda params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # noqa: E731
     t0, c0 = time.perf_counter(), time.process_time()
     res = fit(model, loss_fn, data.train, max_steps=cfg.epochs * steps_per_epoch, batch_size=cfg.batch_size,
-              optimizer=opt, eval_fn=eval_fn, eval_every=steps_per_epoch, log_every=max(1, steps_per_epoch // 4),
-              run=run, checkpoint_every=0 if run is None else steps_per_epoch * 5, callbacks=callbacks,
+              optimizer=opt, eval_fn=eval_fn, eval_every=steps_per_epoch, select="val_auc",
+              log_every=max(1, steps_per_epoch // 4), run=run,
+              checkpoint_every=0 if run is None else steps_per_epoch * 5, callbacks=callbacks,
               seed=cfg.seed, device=cfg.device, num_workers=cfg.num_workers, desc=f"train {name}")
     model = res.model
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
+    if res.best_state is not None:  # the best epoch's weights (kept in every checkpoint, so resuming returns them)
+        model.load_state_dict(res.best_state)
     model.eval()
-    return TrainedModel(name, model, float(best["auc"]), int(best["epoch"]),
+    return TrainedModel(name, model, float(res.best_metrics.get("val_auc", float("nan"))),
+                        int(res.best_metrics.get("epoch", 0)),
                         [e for e in res.history if e["kind"] == "eval"], time.perf_counter() - t0,
                         time.process_time() - c0, count_parameters(model))
 

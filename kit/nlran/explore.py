@@ -237,6 +237,19 @@ class Painter:
         """Voxel (z, y, x) nearest to the centre of lesion ``index``."""
         return ph.normalised_to_voxel(self.spec.lesions[self._index(index)].centre, self.size)
 
+    def focus_voxel(self) -> tuple[int, int, int]:
+        """Voxel (z, y, x) to explore first: the middle lesion voxel (in scan order), or for a phantom without
+        lesions (a "Normal" one) the lung voxel nearest the centroid of the lungs."""
+        lesion = self.phantom.lesion_mask
+        if lesion.any():
+            pts = np.argwhere(lesion)
+            return tuple(int(v) for v in pts[len(pts) // 2])
+        pts = np.argwhere(self.phantom.lung_mask)
+        if not len(pts):
+            return tuple(int(n) // 2 for n in lesion.shape)
+        centroid = pts.mean(0)
+        return tuple(int(v) for v in pts[np.argmin(((pts - centroid) ** 2).sum(1))])
+
     def _index(self, index: int) -> int:
         n = len(self.spec.lesions)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
@@ -417,6 +430,20 @@ def lesion_affinity(model: nn.Module, x: torch.Tensor, lesion_mask: np.ndarray, 
     uniform = float(k.mean())
     return {"on_lesion": on, "uniform": uniform, "ratio": on / uniform, "query_cells": int(q.sum()),
             "key_cells": int(k.sum())}
+
+
+def nonlocal_lesion_summary(model: nn.Module, painter: Painter, threshold: float = 0.25) -> dict[str, Any]:
+    """Return :func:`lesion_affinity` of ``painter``'s phantom, or ``{"note": why}`` when it cannot be measured
+    (no lesion, or lesions smaller than a cell of the non-local grid)."""
+    mask = painter.lesion_mask()
+    if not mask.any():
+        return {"note": "this phantom has no lesion: there is no lesion-to-lesion attention to measure"}
+    try:
+        return lesion_affinity(model, painter.input(), mask, threshold=threshold)
+    except ValueError as err:
+        if "no non-local grid cell" not in str(err):
+            raise
+        return {"note": str(err)}
 
 
 # ----------------------------------------------------------------------------------------------------------------

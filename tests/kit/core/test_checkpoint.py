@@ -33,7 +33,8 @@ def test_training_state_round_trip(tmp_path):
         opt.step()
         sched.step()
     path = save_training_state(tmp_path / "step_00000003.safetensors", model=model, optimizer=opt,
-                               scheduler=sched, step=3, extra={"note": "x"})
+                               scheduler=sched, step=3, extra={"note": "x"},
+                               extra_tensors={"best.w": torch.arange(4.0)})
     expected_next = torch.rand(4)
     torch.manual_seed(999)  # scramble the RNG: loading must restore the saved state
     model2 = _model()
@@ -43,7 +44,8 @@ def test_training_state_round_trip(tmp_path):
     opt2 = torch.optim.Adam(model2.parameters(), lr=1.0)
     sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(opt2, T_max=10)
     meta = load_training_state(path, model=model2, optimizer=opt2, scheduler=sched2)
-    assert meta == {"step": 3, "extra": {"note": "x"}}
+    assert meta["step"] == 3 and meta["extra"] == {"note": "x"}
+    assert list(meta["extra_tensors"]) == ["best.w"] and torch.equal(meta["extra_tensors"]["best.w"], torch.arange(4.0))
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)
     assert opt2.param_groups[0]["betas"] == (0.8, 0.95) or list(opt2.param_groups[0]["betas"]) == [0.8, 0.95]

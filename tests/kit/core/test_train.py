@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from kit.core import RunDir, fit
+from kit.core.train import GlobalBatchSampler
 
 
 def _data(n: int = 96) -> TensorDataset:
@@ -133,3 +136,95 @@ def test_step_aware_loss_receives_the_optimizer_step():
 
     fit(_model(), loss, _data(32), max_steps=3, batch_size=8, grad_accum_steps=2, progress=False, log_every=0)
     assert seen == [0, 0, 1, 1, 2, 2]
+
+
+def test_bad_selection_and_batch_arguments_are_reported():
+    with pytest.raises(ValueError, match="needs an eval_fn"):
+        fit(_model(), _loss, _data(), max_steps=2, select="mse")
+    with pytest.raises(ValueError, match="select_mode"):
+        fit(_model(), _loss, _data(), max_steps=2, eval_fn=lambda m: {"mse": 0.0}, select="mse", select_mode="up")
+    with pytest.raises(ValueError, match="not among eval_fn's metrics"):
+        fit(_model(), _loss, _data(), max_steps=2, eval_fn=lambda m: {"mse": 0.0}, select="acc", progress=False)
+    with pytest.raises(ValueError, match="global batch and must be divisible"):
+        GlobalBatchSampler(10, batch_size=5, seed=0, num_replicas=2)
+
+
+@pytest.mark.parametrize("n,batch,world", [(96, 16, 1), (96, 16, 2), (61, 8, 2), (50, 12, 4), (7, 4, 4)])
+def test_global_batch_sampler_shards_each_global_batch(n, batch, world):
+    one = GlobalBatchSampler(n, batch, seed=5)
+    shards = [GlobalBatchSampler(n, batch, seed=5, rank=r, num_replicas=world) for r in range(world)]
+    for s in (one, *shards):
+        s.set_epoch(3)
+    order = one.order()
+    assert sorted(order) == list(range(n))
+    per_rank = [list(s) for s in shards]
+    assert len(one) == math.ceil(n / batch) and all(len(s) == len(one) == len(b) for s, b in zip(shards, per_rank))
+    for k, whole in enumerate(one):
+        parts = [b[k] for b in per_rank]
+        assert len({len(p) for p in parts}) == 1, "every process gets the same number of samples"
+        merged = [i for group in zip(*parts) for i in group]  # undo the interleaving batch[rank::world]
+        pad = -len(whole) % world
+        assert merged == whole + (order * world)[:pad]
+    # a new epoch is a new permutation, the same on every process
+    one.set_epoch(4)
+    assert one.order() != order
+
+
+def _val_loss_eval(model, x, y):
+    return {"val_mse": torch.nn.functional.mse_loss(model(x), y).item()}
+
+
+def _train_selecting(run, max_steps, callbacks=()):
+    """A run whose validation loss gets worse late (lr too high after step 12): the best step is not the last."""
+    data = _data(96)
+    g = torch.Generator().manual_seed(9)
+    xv = torch.randn(64, 5, generator=g)
+    yv = torch.sin(xv @ torch.randn(5, 1, generator=g))
+    return fit(_model(), _loss, data, max_steps=max_steps, batch_size=16, run=run, checkpoint_every=6,
+               optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+               scheduler=lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0 if s < 12 else 30.0),
+               eval_fn=lambda m, step: {**_val_loss_eval(m, xv, yv), "epoch": step // 6}, eval_every=3,
+               select="val_mse", select_mode="min", log_every=1, callbacks=callbacks, seed=1, progress=False)
+
+
+def test_best_evaluation_is_selected_kept_and_resumed(tmp_path):
+    full = _train_selecting(RunDir(tmp_path / "full"), 24)
+    evals = [e for e in full.history if e["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [3, 6, 9, 12, 15, 18, 21, 24]
+    assert [e["epoch"] for e in evals] == [0, 1, 1, 2, 2, 3, 3, 4]  # eval_fn(model, step) got the step
+    best = min(evals, key=lambda e: e["val_mse"])
+    assert full.best_step == best["step"] < 24 and full.best_metrics["val_mse"] == best["val_mse"]
+    # the kept state is the model at that step: a run stopped there ends with exactly those weights
+    short = _train_selecting(RunDir(tmp_path / "short"), full.best_step)
+    for k, v in short.model.state_dict().items():
+        torch.testing.assert_close(full.best_state[k], v, rtol=0, atol=1e-6)
+    assert any((full.best_state[k] - v).abs().max() > 1e-3 for k, v in full.model.state_dict().items())
+
+    # interrupted after the best step, resumed from the checkpoint: same best step, metrics and weights
+    run = RunDir(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        _train_selecting(run, 24, callbacks=[_Interrupt(20)])
+    resumed = _train_selecting(run, 24)
+    assert resumed.resumed_from == 20
+    assert (resumed.best_step, resumed.best_metrics) == (full.best_step, pytest.approx(full.best_metrics))
+    for k, v in full.best_state.items():
+        torch.testing.assert_close(resumed.best_state[k], v, rtol=0, atol=1e-6)
+
+    # a finished run started again returns the same result and evaluates nothing
+    again = _train_selecting(run, 24)
+    assert again.resumed_from == 24 and again.history == resumed.history
+    assert again.metrics == pytest.approx(resumed.metrics) and again.best_step == full.best_step
+    for k, v in full.best_state.items():
+        torch.testing.assert_close(again.best_state[k], v, rtol=0, atol=1e-6)
+
+
+def test_samples_seen_and_lr_per_step_are_logged(tmp_path):
+    events = []
+    res = fit(_model(), _loss, _data(96), max_steps=10, batch_size=16, grad_accum_steps=2, log_every=1,
+              optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+              scheduler=lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[3, 7], gamma=0.1),
+              callbacks=[events.append], progress=False)
+    assert res.samples_seen == 10 * 2 * 16
+    assert [e["samples"] for e in events] == [32 * (k + 1) for k in range(10)]
+    # the lr logged after optimizer step k is the one the schedule gives for step k (stepped once per step)
+    assert [e["lr"] for e in events] == pytest.approx([0.1] * 2 + [0.01] * 4 + [0.001] * 4)

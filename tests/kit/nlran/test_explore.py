@@ -289,3 +289,23 @@ def test_lesion_affinity_equals_a_hand_sum_over_the_attention_rows(explicit_nonl
     assert out["uniform"] == pytest.approx(8 / 512) and out["ratio"] == pytest.approx(out["on_lesion"] * 64)
     with pytest.raises(ValueError, match="mostly lesion"):
         lesion_affinity(model, x, np.zeros((32, 32, 32), bool))
+
+
+def test_focus_voxel_and_lesion_summary_work_with_and_without_lesions():
+    model = tiny_model().eval()
+    sick = ex.Painter(model, ph.sample_spec("NCP", np.random.default_rng(0), size=32))
+    z, y, x = sick.focus_voxel()
+    assert sick.lesion_mask()[z, y, x]  # a lesion voxel: the middle one in scan order
+    pts = np.argwhere(sick.lesion_mask())
+    assert (z, y, x) == tuple(pts[len(pts) // 2])
+    normal = ex.Painter(model, ph.sample_spec("Normal", np.random.default_rng(0), size=32))
+    assert not normal.lesion_mask().any()
+    z, y, x = normal.focus_voxel()
+    lungs = np.argwhere(normal.phantom.lung_mask)
+    assert normal.phantom.lung_mask[z, y, x]
+    d = ((lungs - lungs.mean(0)) ** 2).sum(1)
+    assert ((np.array([z, y, x]) - lungs.mean(0)) ** 2).sum() == pytest.approx(d.min())
+    assert "no lesion" in ex.nonlocal_lesion_summary(model, normal)["note"]
+    out = ex.nonlocal_lesion_summary(model, sick, threshold=0.0)  # every touched cell counts: measurable
+    assert out == ex.lesion_affinity(model, sick.input(), sick.lesion_mask(), threshold=0.0)
+    assert "mostly lesion" in ex.nonlocal_lesion_summary(model, sick, threshold=1.01)["note"]
