@@ -68,6 +68,15 @@ def _trajectory_arrays(xs: Any, denoised: Any, sigmas: Any) -> tuple[np.ndarray,
     return x.reshape(T, B, -1), d.reshape(T - 1, B, -1), s
 
 
+def _with_gaps(a: Any) -> list:
+    """Returns the numbers of a 2-D array as nested lists with None (a gap in plotly) where a value is NaN or inf.
+
+    Plotly sends 2-D arrays to the front end as JSON lists, and NaN or inf is not JSON: jupyter-client warns
+    ("Message serialization failed ... Out of range float values") and newer versions drop the message."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
 def _paths(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Returns x, y of every path in points [T, B, 2] joined into one line trace (NaN between paths)."""
     B = points.shape[1]
@@ -370,7 +379,8 @@ class CostMatrixView(Displayable):
         with self.figure.batch_update():
             if heat:
                 z, eps = log_abs_cost(cost)
-                self.figure.data[0].update(z=z, customdata=np.where(np.isnan(z), np.nan, np.asarray(cost)))
+                custom = np.where(np.isnan(z), np.nan, np.asarray(cost, dtype=np.float64))
+                self.figure.data[0].update(z=_with_gaps(z), customdata=_with_gaps(custom))
                 signed = ", C signed" if self.metric == "dev" else ""
                 self.figure.data[0].colorbar.title.text = f"log10(|C| + {eps:.1e}){signed}"
             self.figure.data[1].update(x=stair_x, y=stair_y)

@@ -307,3 +307,35 @@ def test_digit_strips_pixels(digit_traj):
         wt.DigitStrips(xs, den, sig, image_shape=(8, 9))
     with pytest.raises(ValueError, match="sample"):
         wt.DigitStrips(xs, den, sig, sample=3)
+
+
+# --- what the front end receives -----------------------------------------------------------------------------
+@pytest.fixture
+def sent(monkeypatch):
+    """Every comm message the widgets send (outside a kernel the comm is a DummyComm that drops them)."""
+    import comm
+
+    messages = []
+    monkeypatch.setattr(comm.DummyComm, "publish_msg",
+                        lambda self, msg_type, data=None, metadata=None, buffers=None, **kw: messages.append(data))
+    return messages
+
+
+def test_every_message_is_json_without_nan(sent, ring, digit_traj, search):
+    """NaN or inf in a message is not JSON: jupyter-client warns in the cell ("Message serialization failed") and
+    newer versions drop the message, so the figure never updates. Build each view, move its controls, check."""
+    import json
+
+    views = [wt.Trajectory2DExplorer(ring["xs"], ring["denoised"], ring["sigmas"]), wt.StatsView(
+        ex.stats_vs_sigma(digit_traj["xs"], digit_traj["denoised"], digit_traj["sigmas"])),
+        wt.ProjectionView([_projection(search, 5, 0), _projection(search, 5, 1)]),
+        wt.DigitStrips(digit_traj["xs"], digit_traj["denoised"], digit_traj["sigmas"], n_show=5),
+        wt.ErrorTableView(_rows())]
+    cost = wt.CostMatrixView(search, solver="ipndm", nfe=6, coeff=1.15)
+    cost.nfe_slider.value, cost.coeff_slider.value, cost.metric_dropdown.value = 8, 0.9, "l1"
+    views[0].slider.value = 5
+    views[2].dropdown.value = 1
+    assert views and sent, "no message was recorded"
+    for data in sent:
+        json.dumps(data, allow_nan=False, default=repr)  # raises ValueError on NaN / inf
+    assert np.isnan(np.asarray(cost.figure.data[0].z, dtype=float)[np.tril_indices(len(search.grid))]).all()
