@@ -131,8 +131,24 @@ def _make_evaluate(denoiser: Denoiser, x: Tensor) -> Callable[[Tensor, float], T
     return evaluate
 
 
-def _run_euler(evaluate, x, sigmas, record, steps) -> Tensor:
+def _make_before(step_hook, x: Tensor, sigmas: list[float]) -> Callable[[int, Tensor], Tensor]:
+    shape, dtype = x.shape, x.dtype
+
+    def before(i: int, x_i: Tensor) -> Tensor:
+        out = step_hook(i, x_i, sigmas[i])
+        if out is None:
+            return x_i
+        if not isinstance(out, Tensor) or out.shape != shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"step_hook must return None or a tensor of shape {tuple(shape)}, got {got}")
+        return out.to(dtype)
+
+    return before
+
+
+def _run_euler(evaluate, x, sigmas, record, steps, before=None) -> Tensor:
     for i in steps:
+        x = x if before is None else before(i, x)
         s, s_next = sigmas[i], sigmas[i + 1]
         d = evaluate(x, s)
         record(i, x, d)
@@ -140,8 +156,9 @@ def _run_euler(evaluate, x, sigmas, record, steps) -> Tensor:
     return x
 
 
-def _run_heun(evaluate, x, sigmas, record, steps) -> Tensor:
+def _run_heun(evaluate, x, sigmas, record, steps, before=None) -> Tensor:
     for i in steps:
+        x = x if before is None else before(i, x)
         s, s_next = sigmas[i], sigmas[i + 1]
         d = evaluate(x, s)
         record(i, x, d)
@@ -152,8 +169,9 @@ def _run_heun(evaluate, x, sigmas, record, steps) -> Tensor:
     return x
 
 
-def _run_dpm2(evaluate, x, sigmas, record, steps) -> Tensor:
+def _run_dpm2(evaluate, x, sigmas, record, steps, before=None) -> Tensor:
     for i in steps:
+        x = x if before is None else before(i, x)
         s, s_next = sigmas[i], sigmas[i + 1]
         s_mid = math.sqrt(s * s_next)
         d = evaluate(x, s)
@@ -189,6 +207,7 @@ def sample(
     lower_order_final: bool | None = None,
     taylor_3m: bool = True,
     callback: Callable[[int, Tensor, Tensor, float], None] | None = None,
+    step_hook: Callable[[int, Tensor, float], Tensor | None] | None = None,
     progress: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Return x_end [B, ...] at sigmas[-1], or (x_end, xs [n+1, B, ...], denoised [n, B, ...]).
@@ -207,7 +226,11 @@ def sample(
       n < 15, as in diffusers/DPM-Solver. Default True for dpmpp/unipc/deis, False for ipndm (as in iPNDM).
     - ``taylor_3m``: dpmpp3m only; False reproduces the reference code's D2 weight (formally order 2), see
       :func:`kit.diffusion.solvers_multistep.run_dpmpp`.
-    - ``callback(i, x_i, denoised_i, sigma_i)`` is called at the start of every step.
+    - ``callback(i, x_i, denoised_i, sigma_i)`` is called at the start of every step, after D(x_i) is evaluated.
+    - ``step_hook(i, x_i, sigma_i)`` is called at the start of every step *before* D is evaluated; a tensor it
+      returns (same shape) replaces x_i (a latent edit, an inpainting constraint), None keeps it. Multistep
+      solvers keep their history of earlier D values, as diffusers' schedulers do when a callback edits latents;
+      unipc evaluates D again at a replaced x_i instead of reusing its corrector's evaluation (one more NFE).
     - ``progress``: show a tqdm.auto bar over the steps.
     """
     _check_solver(solver)
@@ -223,6 +246,8 @@ def sample(
         raise ValueError(f"taylor_3m=False only applies to dpmpp3m, not {solver}")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
+    if step_hook is not None and not callable(step_hook):
+        raise ValueError(f"step_hook must be callable or None, got {type(step_hook).__name__}")
 
     n = len(sigma_list) - 1
     xs: list[Tensor] = []
@@ -241,20 +266,21 @@ def sample(
 
         steps = tqdm(steps, desc=solver, leave=False)
     evaluate = _make_evaluate(denoiser, x)
+    before = None if step_hook is None else _make_before(step_hook, x, sigma_list)
     if solver == "euler":
-        x_end = _run_euler(evaluate, x, sigma_list, record, steps)
+        x_end = _run_euler(evaluate, x, sigma_list, record, steps, before)
     elif solver == "heun":
-        x_end = _run_heun(evaluate, x, sigma_list, record, steps)
+        x_end = _run_heun(evaluate, x, sigma_list, record, steps, before)
     elif solver == "dpm2":
-        x_end = _run_dpm2(evaluate, x, sigma_list, record, steps)
+        x_end = _run_dpm2(evaluate, x, sigma_list, record, steps, before)
     elif solver == "ipndm":
-        x_end = ms.run_ipndm(evaluate, x, sigma_list, record, steps, **options)
+        x_end = ms.run_ipndm(evaluate, x, sigma_list, record, steps, before=before, **options)
     elif solver in ("dpmpp2m", "dpmpp3m"):
-        x_end = ms.run_dpmpp(evaluate, x, sigma_list, record, steps, **options)
+        x_end = ms.run_dpmpp(evaluate, x, sigma_list, record, steps, before=before, **options)
     elif solver == "unipc":
-        x_end = ms.run_unipc(evaluate, x, sigma_list, record, steps, **options)
+        x_end = ms.run_unipc(evaluate, x, sigma_list, record, steps, before=before, **options)
     else:
-        x_end = ms.run_deis(evaluate, x, sigma_list, record, steps, **options)
+        x_end = ms.run_deis(evaluate, x, sigma_list, record, steps, before=before, **options)
     if not return_trajectory:
         return x_end
     xs.append(x_end)

@@ -33,6 +33,7 @@ __all__ = [
 
 Evaluate = Callable[[Tensor, float], Tensor]
 Record = Callable[[int, Tensor, Tensor], None]
+Before = Callable[[int, Tensor], Tensor]  # (i, x_i) -> x_i to use: the sampler's pre-step hook
 
 # Fixed Adams-Bashforth weights for uniform steps (newest first), used by iPNDM on any grid.
 IPNDM_COEFFICIENTS = {
@@ -97,12 +98,14 @@ def run_ipndm(
     steps: Iterable[int],
     max_order: int = 4,
     lower_order_final: bool = False,
+    before: Before | None = None,
 ) -> Tensor:
     """Return x at sigmas[-1] from iPNDM: x + h * sum_j a_j eps_{i-j} with the fixed uniform-step
     Adams-Bashforth weights (Zhang & Chen, arXiv:2204.13902), warm-up Euler -> AB2 -> AB3 -> AB4."""
     n = len(sigmas) - 1
     eps_history: list[Tensor] = []
     for i in steps:
+        x = x if before is None else before(i, x)
         s, s_next = sigmas[i], sigmas[i + 1]
         d = evaluate(x, s)
         record(i, x, d)
@@ -123,6 +126,7 @@ def run_dpmpp(
     max_order: int = 2,
     lower_order_final: bool = True,
     taylor_3m: bool = True,
+    before: Before | None = None,
 ) -> Tensor:
     """Return x at sigmas[-1] from multistep DPM-Solver++ (data prediction, arXiv:2211.01095) of order <= 3.
 
@@ -141,6 +145,7 @@ def run_dpmpp(
     lam = [-math.log(s) for s in sigmas]
     d_history: list[Tensor] = []
     for i in steps:
+        x = x if before is None else before(i, x)
         s, s_next = sigmas[i], sigmas[i + 1]
         d = evaluate(x, s)
         record(i, x, d)
@@ -194,6 +199,7 @@ def run_unipc(
     steps: Iterable[int],
     max_order: int = 3,
     lower_order_final: bool = True,
+    before: Before | None = None,
 ) -> Tensor:
     """Return x at sigmas[-1] from UniPC (bh2, data prediction; arXiv:2302.04867).
 
@@ -207,6 +213,10 @@ def run_unipc(
     d_history: list[Tensor] = []
     d = None
     for i in steps:
+        if before is not None:
+            hooked = before(i, x)
+            if hooked is not x:  # the corrector's evaluation belongs to the old x: evaluate again
+                x, d = hooked, None
         s, s_next = sigmas[i], sigmas[i + 1]
         if d is None:
             d = evaluate(x, s)
@@ -273,11 +283,13 @@ def run_deis(
     steps: Iterable[int],
     max_order: int = 3,
     lower_order_final: bool = True,
+    before: Before | None = None,
 ) -> Tensor:
     """Return x at sigmas[-1] from DEIS-tAB with ``max_order`` eps values per step (see deis_coefficients)."""
     coefficients = deis_coefficients(sigmas, max_order, lower_order_final)
     eps_history: list[Tensor] = []
     for i in steps:
+        x = x if before is None else before(i, x)
         d = evaluate(x, sigmas[i])
         record(i, x, d)
         eps_history.insert(0, (x - d) / sigmas[i])

@@ -36,7 +36,7 @@ from torch import Tensor
 from kit.diffusion.text import encode_prompts
 
 __all__ = ["tiny_unet_config", "build_unet", "default_scheduler", "T2IOutput", "TextToImagePipeline",
-           "from_pretrained_sd"]
+           "from_pretrained_sd", "guidance_weights"]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -124,21 +124,47 @@ class T2IOutput:
     latents: Tensor
 
 
-class _GuidedModel:
-    """UNet-like callable ``model(x, t) -> .sample`` applying classifier-free guidance with one batched UNet call."""
+def guidance_weights(guidance_scale: float | Sequence[float] | Tensor, batch: int) -> Tensor:
+    """Return the classifier-free guidance scale of each row, float32 [batch], from one number or ``batch`` numbers
+    (e.g. 1 for a source branch that must reconstruct, 3 for edited branches: one batch, one UNet call)."""
+    w = torch.as_tensor(guidance_scale, dtype=torch.float32).detach().cpu().flatten()
+    if w.numel() == 1:
+        w = w.expand(batch).clone()
+    if w.numel() != batch:
+        raise ValueError(f"guidance_scale must be one number or one per prompt ({batch}), got {w.numel()}")
+    if not torch.isfinite(w).all():
+        raise ValueError(f"guidance_scale must be finite, got {w.tolist()}")
+    return w
 
-    def __init__(self, unet, cond: Tensor, uncond: Tensor | None, guidance_scale: float) -> None:
-        self.unet, self.cond, self.uncond, self.w = unet, cond, uncond, guidance_scale
+
+class _GuidedModel:
+    """UNet-like callable ``model(x, t) -> .sample`` applying classifier-free guidance with one batched UNet call:
+    ``out = out_u + w_b (out_c - out_u)`` row by row, with per-row scales ``w`` [B]. ``uncond`` is one tensor
+    [B, L, D] or one per sampling step (null-text inversion); ``step`` selects it."""
+
+    def __init__(self, unet, cond: Tensor, uncond: Tensor | Sequence[Tensor] | None,
+                 guidance_scale: float | Tensor) -> None:
+        self.unet, self.cond, self.uncond = unet, cond, uncond
+        self.w = guidance_weights(guidance_scale, cond.shape[0])
         self.dtype = unet.dtype
+        self.step = 0
+
+    def _uncond(self) -> Tensor:
+        if isinstance(self.uncond, Tensor):
+            return self.uncond
+        if not 0 <= self.step < len(self.uncond):
+            raise ValueError(f"negative_prompt_embeds holds {len(self.uncond)} steps; step {self.step} was asked")
+        return self.uncond[self.step]
 
     def __call__(self, x: Tensor, t: Tensor, **_: Any) -> SimpleNamespace:
         x_in = x.to(self.dtype)
         if self.uncond is None:
             return SimpleNamespace(sample=self.unet(x_in, t, encoder_hidden_states=self.cond).sample.float())
         t2 = torch.cat([t, t]) if t.ndim == 1 else t
-        out = self.unet(torch.cat([x_in, x_in]), t2, encoder_hidden_states=torch.cat([self.uncond, self.cond]))
+        out = self.unet(torch.cat([x_in, x_in]), t2, encoder_hidden_states=torch.cat([self._uncond(), self.cond]))
         eps_u, eps_c = out.sample.float().chunk(2)
-        return SimpleNamespace(sample=eps_u + self.w * (eps_c - eps_u))
+        w = self.w.to(eps_u.device).view(-1, *([1] * (eps_u.ndim - 1)))
+        return SimpleNamespace(sample=eps_u + w * (eps_c - eps_u))
 
 
 class TextToImagePipeline:
@@ -192,6 +218,44 @@ class TextToImagePipeline:
         """Return text-encoder hidden states [B, L, hidden] on the UNet's device and dtype."""
         return encode_prompts(self.tokenizer, self.text_encoder, prompts).to(self.device, self.unet.dtype)
 
+    def _conditioning(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided: bool):
+        """Return (cond [B, L, D], uncond: None, a tensor [B, L, D] or a list of them) from strings or embeddings."""
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("give exactly one of prompt (strings) and prompt_embeds (a tensor [B, L, D])")
+        if prompt_embeds is not None:
+            cond = self._check_embeds(prompt_embeds, "prompt_embeds")
+        else:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            if not prompts or not all(isinstance(p, str) for p in prompts):
+                raise ValueError("prompt must be a string or a non-empty list of strings")
+            cond = self.encode_prompt(prompts)
+        b = cond.shape[0]
+        if not guided:
+            return cond, None
+        if negative_prompt_embeds is not None:
+            if negative_prompt is not None:
+                raise ValueError("give negative_prompt or negative_prompt_embeds, not both")
+            if isinstance(negative_prompt_embeds, Tensor):
+                return cond, self._check_embeds(negative_prompt_embeds, "negative_prompt_embeds", like=cond)
+            steps = list(negative_prompt_embeds)
+            if not steps:
+                raise ValueError("negative_prompt_embeds must be a tensor [B, L, D] or a non-empty list of them")
+            return cond, [self._check_embeds(e, f"negative_prompt_embeds[{i}]", like=cond) for i, e in enumerate(steps)]
+        neg = [""] * b if negative_prompt is None else (
+            [negative_prompt] * b if isinstance(negative_prompt, str) else list(negative_prompt))
+        if len(neg) != b:
+            raise ValueError(f"negative_prompt must be a string or a list of {b} strings, got {len(neg)}")
+        return cond, self.encode_prompt(neg)
+
+    def _check_embeds(self, e: Any, name: str, like: Tensor | None = None) -> Tensor:
+        dim = self.unet.config.cross_attention_dim
+        if not isinstance(e, Tensor) or e.ndim != 3 or e.shape[0] < 1 or e.shape[-1] != dim:
+            got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+            raise ValueError(f"{name} must be a tensor [B, L, {dim}] (text-encoder hidden states), got {got}")
+        if like is not None and e.shape != like.shape:
+            raise ValueError(f"{name} must have prompt_embeds' shape {tuple(like.shape)}, got {tuple(e.shape)}")
+        return e.to(self.device, self.unet.dtype)
+
     def _size(self, height: int | None, width: int | None) -> tuple[int, int]:
         f = self.vae_scale_factor
         base = self.unet.config.sample_size
@@ -217,22 +281,24 @@ class TextToImagePipeline:
             )
         return values.clamp(den.sigma_min, den.sigma_max)
 
-    def guided_denoiser(self, prompt: str | Sequence[str], guidance_scale: float = 3.0,
-                        negative_prompt: str | Sequence[str] | None = None):
+    def guided_denoiser(self, prompt: str | Sequence[str] | None = None,
+                        guidance_scale: float | Sequence[float] = 3.0,
+                        negative_prompt: str | Sequence[str] | None = None, *, prompt_embeds: Tensor | None = None,
+                        negative_prompt_embeds: Tensor | None = None):
         """Return the EDM denoiser ``D(x, sigma)`` of the guided model for ``prompt`` (B prompts -> x [B, c, h, w]).
 
         This is what the solver path integrates; GITS searches (`kit.diffusion.gits.gits_search`) and trajectory
         measurements can run on it directly. Its ``sigma_min`` / ``sigma_max`` give the model's sigma range.
+        ``prompt_embeds`` / ``negative_prompt_embeds`` [B, L, D] replace the strings; ``guidance_scale`` may give one
+        scale per row.
         """
         from kit.diffusion.hf import from_diffusers
 
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        cond = self.encode_prompt(prompts)
-        uncond = None
-        if guidance_scale > 1.0:
-            neg = [""] * len(prompts) if negative_prompt is None else (
-                [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt))
-            uncond = self.encode_prompt(neg)
+        b = len(prompt_embeds) if prompt_embeds is not None else (1 if isinstance(prompt, str) else len(prompt or []))
+        guided = bool((guidance_weights(guidance_scale, max(b, 1)) > 1.0).any())
+        if negative_prompt_embeds is not None and not isinstance(negative_prompt_embeds, Tensor):
+            raise ValueError("guided_denoiser takes one negative_prompt_embeds tensor, not one per step")
+        cond, uncond = self._conditioning(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided)
         return from_diffusers(_GuidedModel(self.unet, cond, uncond, guidance_scale), self.scheduler)
 
     def _decode(self, latents: Tensor, output_type: str):
@@ -257,50 +323,52 @@ class TextToImagePipeline:
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | Sequence[str],
+        prompt: str | Sequence[str] | None = None,
         num_inference_steps: int = 20,
-        guidance_scale: float = 3.0,
+        guidance_scale: float | Sequence[float] | Tensor = 3.0,
         generator: torch.Generator | None = None,
         negative_prompt: str | Sequence[str] | None = None,
         height: int | None = None,
         width: int | None = None,
         output_type: str = "pil",
         sigmas: Tensor | Sequence[float] | None = None,
-        callback: Callable[[int, float, Tensor], None] | None = None,
+        callback: Callable[[int, Any, Tensor], Tensor | None] | None = None,
         latents: Tensor | None = None,
         solver: str | None = None,
+        prompt_embeds: Tensor | None = None,
+        negative_prompt_embeds: Tensor | Sequence[Tensor] | None = None,
     ) -> T2IOutput:
         """Return a :class:`T2IOutput` of images for ``prompt`` (a string or a list of B strings).
 
+        ``prompt_embeds`` [B, L, D] (text-encoder hidden states) replace ``prompt``; ``negative_prompt_embeds`` is
+        one tensor [B, L, D] or, on the scheduler path, a list with one per step (null-text inversion).
+        ``guidance_scale``: one number or one per row (e.g. 1 for a source row, 3 for edited rows); guidance is
+        on when any row's scale is > 1, and a row with scale 1 then gets its conditional prediction.
         ``sigmas``: an explicit VE schedule [n + 1] (sigma_max first), overriding ``num_inference_steps``.
-        ``callback(i, t, latents)`` runs at the start of step i: ``t`` is the scheduler timestep (scheduler path) or
-        sigma_i with VE latents (solver path). ``latents`` [B, c, h, w]: the initial standard normal noise
+        ``callback(i, t, latents)`` runs at the start of step i, before the model is evaluated: ``t`` is the
+        scheduler timestep (scheduler path) or sigma_i with VE latents (solver path); a tensor it returns (same
+        shape) replaces the latents, None keeps them. ``latents`` [B, c, h, w]: the initial standard normal noise
         (default: drawn with ``generator`` on its device). ``solver`` overrides the pipeline's.
         An :class:`kit.diffusion.attention.AttentionStore` registered on the UNet is told the batch layout.
         """
         from kit.diffusion.attention import find_attention_store
 
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError("prompt must be a string or a non-empty list of strings")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
                 or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
-        if not math.isfinite(guidance_scale):
-            raise ValueError(f"guidance_scale must be finite, got {guidance_scale}")
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
         solver = solver if solver is not None else self.solver
-        b = len(prompts)
-        guided = guidance_scale > 1.0
-        cond = self.encode_prompt(prompts)
-        uncond = None
-        if guided:
-            neg = [""] * b if negative_prompt is None else (
-                [negative_prompt] * b if isinstance(negative_prompt, str) else list(negative_prompt))
-            if len(neg) != b:
-                raise ValueError(f"negative_prompt must be a string or a list of {b} strings, got {len(neg)}")
-            uncond = self.encode_prompt(neg)
+        b = len(prompt_embeds) if isinstance(prompt_embeds, Tensor) else (
+            1 if isinstance(prompt, str) else len(prompt or []))
+        weights = guidance_weights(guidance_scale, max(b, 1))
+        guided = bool((weights > 1.0).any())
+        cond, uncond = self._conditioning(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided)
+        if isinstance(uncond, list) and solver is not None:
+            raise ValueError("one negative_prompt_embeds per step needs the scheduler path (solver=None)")
+        b = cond.shape[0]
         h, w = self._size(height, width)
         shape = (b, self.unet.config.in_channels, h, w)
         if latents is None:
@@ -312,12 +380,26 @@ class TextToImagePipeline:
         store = find_attention_store(self.unet)
         if store is not None:
             store.begin(batch_size=b, guided=guided, latent_size=(h, w))
-        model = _GuidedModel(self.unet, cond, uncond, guidance_scale)
+        model = _GuidedModel(self.unet, cond, uncond, weights)
+        if isinstance(uncond, list) and len(uncond) != num_inference_steps and sigmas is None:
+            raise ValueError(f"negative_prompt_embeds holds {len(uncond)} steps for {num_inference_steps} steps")
         if solver is None:
             x = self._run_scheduler(model, noise, num_inference_steps, sigmas, generator, callback)
         else:
             x = self._run_solver(model, noise, num_inference_steps, sigmas, solver, callback)
         return T2IOutput(images=self._decode(x, output_type), latents=x)
+
+    @staticmethod
+    def _hooked(callback, i: int, t: Any, x: Tensor) -> Tensor:
+        if callback is None:
+            return x
+        out = callback(i, t, x)
+        if out is None:
+            return x
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"callback must return None or a tensor of shape {tuple(x.shape)}, got {got}")
+        return out.to(x.device, x.dtype)
 
     def _run_scheduler(self, model, noise, n, sigmas, generator, callback) -> Tensor:
         sched = self.scheduler
@@ -331,8 +413,8 @@ class TextToImagePipeline:
         extra = {"generator": generator} if "generator" in step_params else {}
         x = noise * sched.init_noise_sigma
         for i, t in enumerate(sched.timesteps):
-            if callback is not None:
-                callback(i, t, x)
+            x = self._hooked(callback, i, t, x)
+            model.step = i
             out = model(sched.scale_model_input(x, t), t).sample
             x = sched.step(out, t, x, **extra).prev_sample
         return x
@@ -343,8 +425,8 @@ class TextToImagePipeline:
 
         den = from_diffusers(model, self.scheduler)
         sig = self._solver_sigmas(den, n, sigmas)
-        cb = None if callback is None else (lambda i, x, d, s: callback(i, s, x))
-        return sample(den, noise * float(sig[0]), sig, solver=solver, callback=cb)
+        hook = None if callback is None else (lambda i, x, s: self._hooked(callback, i, s, x))
+        return sample(den, noise * float(sig[0]), sig, solver=solver, step_hook=hook)
 
 
 def from_pretrained_sd(model_id_or_path: str, tokenizer=None, scheduler=None, solver: str | None = None,

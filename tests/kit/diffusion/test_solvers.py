@@ -336,3 +336,51 @@ def test_bad_x_and_denoiser_output():
         sample(lambda x, s: x[:, :2], torch.tensor(Z), grid)
     with pytest.raises(ValueError, match="non-finite"):
         sample(lambda x, s: x * float("nan"), torch.tensor(Z), grid)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_step_hook_runs_before_each_evaluation_and_none_changes_nothing(solver):
+    grid = torch.tensor(edm_grid(6), dtype=torch.float64)
+    x = torch.tensor(Z, dtype=torch.float64) * grid[0]
+    seen, order = [], []
+
+    def den(xx, s):
+        order.append("D")
+        return gaussian_denoiser(xx, s)
+
+    def hook(i, x_i, s):
+        seen.append((i, s))
+        order.append(f"hook{i}")
+        return None
+
+    plain = sample(gaussian_denoiser, x, grid, solver=solver)
+    hooked = sample(den, x, grid, solver=solver, step_hook=hook)
+    assert torch.equal(plain, hooked)
+    assert seen == [(i, pytest.approx(float(grid[i]))) for i in range(6)]
+    assert order[:2] == ["hook0", "D"]
+    with pytest.raises(ValueError, match="step_hook must return None or a tensor of shape"):
+        sample(gaussian_denoiser, x, grid, solver=solver, step_hook=lambda i, xx, s: xx[:1])
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "dpm2"])
+def test_a_replaced_latent_continues_as_a_run_started_there(solver):
+    grid = torch.tensor(edm_grid(8), dtype=torch.float64)
+    x = torch.tensor(Z, dtype=torch.float64) * grid[0]
+    other = torch.flip(x, dims=[0]) * 0.5
+
+    def hook(i, x_i, s):
+        return other if i == 3 else None
+
+    hooked = sample(gaussian_denoiser, x, grid, solver=solver, step_hook=hook)
+    fresh = sample(gaussian_denoiser, other, grid[3:], solver=solver)
+    torch.testing.assert_close(hooked, fresh, rtol=0, atol=1e-12)
+
+
+def test_unipc_evaluates_again_at_a_replaced_latent():
+    grid = torch.tensor(edm_grid(6), dtype=torch.float64)
+    x = torch.tensor(Z, dtype=torch.float64) * grid[0]
+    counting = CountingDenoiser(gaussian_denoiser)
+    sample(counting, x, grid, solver="unipc", step_hook=lambda i, xx, s: xx.clone() if i == 2 else None)
+    base = CountingDenoiser(gaussian_denoiser)
+    sample(base, x, grid, solver="unipc")
+    assert counting.calls == base.calls + 1
