@@ -172,17 +172,44 @@ def normalize01(h: np.ndarray) -> np.ndarray:
     return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
 
 
+def sync_figure_state(widget: Any) -> int:
+    """Returns how many FigureWidgets inside `widget` (it, or any descendant through `children`) had their synced
+    state set to their current data and layout.
+
+    A FigureWidget sends Python-side changes as update messages to the views that exist, but its synced state
+    (`_widget_data`, `_widget_layout`) keeps its construction-time value unless the figure itself is displayed.
+    Inside a container, a front end that builds its views later (Voila, a reloaded page, a second tab) would
+    draw that stale state: empty traces for a figure filled after construction. Views that exist ignore this.
+    """
+    from copy import deepcopy
+
+    seen, todo, n = set(), [widget], 0
+    while todo:
+        w = todo.pop()
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        if isinstance(w, go.FigureWidget):
+            w._widget_layout = deepcopy(w._layout_obj._props)
+            w._widget_data = deepcopy(w._data)
+            n += 1
+        todo.extend(getattr(w, "children", ()) or ())
+    return n
+
+
 class Displayable:
-    """Delegates notebook display to `self.widget`."""
+    """Delegates notebook display to `self.widget` (its figures' synced state brought up to date first)."""
 
     widget: ipw.Widget
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        sync_figure_state(self.widget)
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        sync_figure_state(self.widget)
         display(self.widget)
 
 
