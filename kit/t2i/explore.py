@@ -52,3 +52,96 @@ def token_maps(pipe, prompt: str, steps: int = 20, guidance_scale: float = 3.0, 
     words = [(i, t) for i, (t, tid) in enumerate(zip(tokens, ids)) if tid not in specials]
     image = np.round(np.asarray(img) * 255).astype(np.uint8)
     return TokenMaps(prompt, image, words, store, len(store.steps))
+
+
+def foreground_mask(image: np.ndarray, threshold: float = 30.0) -> np.ndarray:
+    """Return bool [H, W]: pixels of a uint8 ShapesWorld image [H, W, 3] whose colour is more than ``threshold``
+    (Euclidean, 0..255 units) from the background grey."""
+    from kit.data.shapes import BACKGROUND
+
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3], got shape {img.shape}")
+    return np.linalg.norm(img - np.asarray(BACKGROUND, np.float32), axis=-1) > threshold
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@dataclass
+class WordSwap:
+    """A prompt-to-prompt word swap (arXiv:2208.01626, Sec. 3.2): the ``source`` image, the ``target`` prompt's
+    image from the same noise without attention control (``plain``) and with the source's cross-attention maps
+    injected for the first ``swap_steps`` steps (``swapped``), all uint8 [H, W, 3]; ``iou_plain`` / ``iou_swapped``:
+    the layout overlap (IoU of the foreground masks) of each with the source."""
+
+    source_prompt: str
+    target_prompt: str
+    source: np.ndarray
+    plain: np.ndarray
+    swapped: np.ndarray
+    iou_plain: float
+    iou_swapped: float
+
+
+@torch.no_grad()
+def word_swap(pipe, source_prompt: str, target_prompt: str, steps: int = 20, guidance_scale: float = 3.0,
+              seed: int = 0, swap_fraction: float = 0.8) -> WordSwap:
+    """Return a :class:`WordSwap`: one batch [source, target] from the same noise, once plain and once with the
+    target row's cross-attention replaced by the source row's for the first ``swap_fraction`` of the steps."""
+    from kit.diffusion.attention import AttentionStore, ReplaceCrossAttention, register_attention_store
+    from kit.diffusion.text import check_prompt
+
+    src_ids, tgt_ids = check_prompt(pipe.tokenizer, source_prompt), check_prompt(pipe.tokenizer, target_prompt)
+    if len(src_ids) != len(tgt_ids):
+        raise ValueError(f"a word swap needs prompts with the same number of tokens, got {len(src_ids)} "
+                         f"({source_prompt!r}) and {len(tgt_ids)} ({target_prompt!r})")
+    if not 0.0 <= swap_fraction <= 1.0:
+        raise ValueError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
+    size = pipe.unet.config.sample_size
+    noise = torch.randn(1, pipe.unet.config.in_channels, size, size, generator=torch.Generator().manual_seed(seed))
+    noise = noise.expand(2, -1, -1, -1).clone()
+    kw = dict(num_inference_steps=steps, guidance_scale=guidance_scale, latents=noise, output_type="np")
+    plain = pipe([source_prompt, target_prompt], **kw).images
+    edit = ReplaceCrossAttention(source=None, source_index=0, target_indices=[1],
+                                 until_step=int(round(swap_fraction * steps)))
+    restore = register_attention_store(pipe.unet, AttentionStore(), edit=edit)
+    try:
+        swapped = pipe([source_prompt, target_prompt], **kw).images
+    finally:
+        restore()
+    u8 = [np.round(np.asarray(a) * 255).astype(np.uint8) for a in (plain[0], plain[1], swapped[1])]
+    masks = [foreground_mask(a) for a in u8]
+    return WordSwap(source_prompt, target_prompt, *u8, _iou(masks[0], masks[1]), _iou(masks[0], masks[2]))
+
+
+def swap_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Return ``n`` (source, target) caption pairs of 1-2 object ShapesWorld scenes that differ in one colour or one
+    shape word (the word swaps prompt-to-prompt's replacement handles: one token each)."""
+    from kit.data.shapes import COLOURS, SHAPES, caption, sample_scene
+
+    rng = np.random.default_rng(seed)
+    pairs = []
+    while len(pairs) < n:
+        scene = sample_scene(rng, (1, 2))
+        src = caption(scene)
+        words = src.split()
+        kind = ("colour", "shape")[len(pairs) % 2]
+        vocab = list(COLOURS) if kind == "colour" else list(SHAPES)
+        spots = [i for i, w in enumerate(words) if w in vocab]
+        i = spots[rng.integers(len(spots))]
+        words[i] = str(rng.choice([w for w in vocab if w != words[i]]))
+        pairs.append((src, " ".join(words)))
+    return pairs
+
+
+def word_swap_study(pipe, n: int = 12, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+                    swap_fraction: float = 0.8) -> dict:
+    """Return {"pairs": [WordSwap], "iou_plain": mean, "iou_swapped": mean, "n": n} over :func:`swap_pairs`,
+    each pair from its own noise (seed + k)."""
+    results = [word_swap(pipe, s, t, steps, guidance_scale, seed + k, swap_fraction)
+               for k, (s, t) in enumerate(swap_pairs(n, seed))]
+    return {"pairs": results, "n": n, "iou_plain": float(np.mean([r.iou_plain for r in results])),
+            "iou_swapped": float(np.mean([r.iou_swapped for r in results]))}
