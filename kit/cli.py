@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from kit.catalog import SERIES, get_series, series_table
-from kit.runner import default_runs_root, parse_value, resolve_notebook, run_demo, run_notebook
+from kit.demo import run_demo
+from kit.runner import default_runs_root, parse_value, resolve_notebook, run_notebook
 
 
 def _params(pairs: list[list[str]] | None) -> dict:

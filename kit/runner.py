@@ -1,20 +1,18 @@
-"""Run notebooks through papermill with checked parameters, and build the demo's HTML index."""
+"""Run notebooks through papermill with checked parameters, measuring time and the kernel's peak memory."""
 
 from __future__ import annotations
 
 import ast
 import datetime as _dt
-import html
-import json
 import os
+import threading
 import time
-import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.catalog import SERIES, notebooks_dir, repo_root, series_notebooks
+from kit.catalog import notebooks_dir, repo_root, series_notebooks
 
 
 def parse_value(text: str) -> Any:
@@ -80,7 +78,85 @@ def _env(**values: str):
                 os.environ[k] = v
 
 
-def run_notebook(
+class KernelMemory:
+    """Peak resident memory of the Jupyter kernels started below a process while it is watched.
+
+    A thread polls the process' descendants every ``interval`` seconds; for each kernel (a process whose
+    command line runs ``ipykernel``) started after watching began it keeps the largest of its resident set
+    size and, on Linux, the kernel's own high-water mark ``VmHWM`` (exact even between polls).
+    Use as a context manager; ``peak_mb`` is the largest kernel's peak in MiB (0.0 if no kernel was seen).
+    """
+
+    def __init__(self, root_pid: int | None = None, interval: float = 0.2):
+        self.root_pid = os.getpid() if root_pid is None else root_pid
+        self.interval = interval
+        self.peaks: dict[int, int] = {}  # kernel pid -> peak bytes
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peaks.values(), default=0) / 2**20
+
+    def _is_new_kernel(self, proc: Any) -> bool:
+        try:
+            return proc.create_time() >= self._started - 1.0 and any("ipykernel" in a for a in proc.cmdline())
+        except Exception:  # the process ended between listing and reading it
+            return False
+
+    @staticmethod
+    def _peak_bytes(proc: Any) -> int:
+        try:
+            with open(f"/proc/{proc.pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return int(proc.memory_info().rss)
+        except Exception:
+            return 0
+
+    def poll(self) -> None:
+        """Read the current peak of every kernel below the root process once."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.root_pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in children:
+            if proc.pid in self.peaks or self._is_new_kernel(proc):
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), self._peak_bytes(proc))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self) -> KernelMemory:
+        self._started = time.time()
+        self._thread = threading.Thread(target=self._loop, name="kit-kernel-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclass
+class NotebookRun:
+    """One executed notebook: the executed copy, wall-clock seconds and the kernel's peak resident memory."""
+
+    path: Path
+    seconds: float
+    peak_mb: float
+
+
+def execute_notebook(
     path: str | os.PathLike,
     params: dict[str, Any] | None = None,
     output_dir: str | os.PathLike | None = None,
@@ -88,12 +164,12 @@ def run_notebook(
     timeout: int | None = 1800,
     progress: bool = False,
     kernel_name: str = "python3",
-) -> Path:
-    """Return the executed copy of the notebook at ``path``, run by papermill with checked ``params``.
+) -> NotebookRun:
+    """Return the :class:`NotebookRun` of the notebook at ``path``, run by papermill with checked ``params``.
 
     The executed notebook and everything the notebook writes (``output_dir`` is injected as a parameter) land
     in ``output_dir``. Unknown parameter names raise ``ValueError`` before anything runs. tqdm bars are turned off
-    inside the kernel so executed notebooks stay small.
+    inside the kernel so executed notebooks stay small. The kernel's peak memory is measured while it runs.
     """
     import papermill
 
@@ -108,11 +184,26 @@ def run_notebook(
     if "output_dir" in known:
         params.setdefault("output_dir", str(output_dir))
     out_nb = output_dir / path.name
-    with _env(TQDM_DISABLE="1", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1"):
+    t0 = time.perf_counter()
+    with _env(TQDM_DISABLE="1", MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1"), KernelMemory() as mem:
         papermill.execute_notebook(
             str(path), str(out_nb), parameters=params, kernel_name=kernel_name, cwd=str(path.parent),
             progress_bar=progress, execution_timeout=timeout, log_output=False)
-    return out_nb
+    return NotebookRun(out_nb, time.perf_counter() - t0, mem.peak_mb)
+
+
+def run_notebook(
+    path: str | os.PathLike,
+    params: dict[str, Any] | None = None,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    timeout: int | None = 1800,
+    progress: bool = False,
+    kernel_name: str = "python3",
+) -> Path:
+    """Return the executed copy of the notebook at ``path`` (see :func:`execute_notebook`)."""
+    return execute_notebook(path, params, output_dir, timeout=timeout, progress=progress,
+                            kernel_name=kernel_name).path
 
 
 def notebook_to_html(executed: Path) -> Path:
@@ -125,105 +216,3 @@ def notebook_to_html(executed: Path) -> Path:
     out = executed.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
-
-
-@dataclass
-class DemoEntry:
-    """One notebook of the demo: where it ran, how long, whether it failed, what it recorded."""
-
-    name: str
-    notebook: Path
-    output_dir: Path
-    seconds: float = 0.0
-    error: str | None = None
-    html: Path | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def demo_notebooks() -> list[tuple[str, Path]]:
-    """Return (label, path) for 00_start_here and every series notebook that exists, in catalogue order."""
-    out = [("00_start_here", notebooks_dir() / "00_start_here.ipynb")]
-    for s in SERIES:
-        out += [(f"{s.key}/{p.stem}", p) for p in series_notebooks(s.key)]
-    return out
-
-
-def run_demo(root: str | os.PathLike | None = None, only: list[str] | None = None) -> tuple[Path, list[DemoEntry]]:
-    """Return (index.html path, entries) after running every notebook with its defaults into ``root``.
-
-    A failing notebook is recorded with its error and the others still run.
-    """
-    root = Path(root) if root else default_runs_root()
-    root.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for label, nb in demo_notebooks():
-        if only and not any(label.startswith(o) for o in only):
-            continue
-        entry = DemoEntry(label, nb, root / label)
-        print(f"[kit demo] running {label} ...", flush=True)
-        t0 = time.perf_counter()
-        executed = entry.output_dir / nb.name
-        try:
-            executed = run_notebook(nb, {}, entry.output_dir)
-        except Exception as e:  # recorded in index.html and in the exit status, never hidden
-            entry.error = f"{type(e).__name__}: {e}"
-            if not str(e):
-                entry.error += "\n" + traceback.format_exc(limit=3)
-        entry.seconds = time.perf_counter() - t0
-        if executed.is_file():
-            try:
-                entry.html = notebook_to_html(executed)
-            except Exception as e:
-                entry.error = (entry.error or "") + f"\nHTML rendering failed: {e}"
-        metrics_file = entry.output_dir / "metrics.json"
-        if metrics_file.is_file():
-            entry.metrics = json.loads(metrics_file.read_text())
-        status = "FAILED" if entry.error else "ok"
-        print(f"[kit demo] {label}: {status} in {entry.seconds:.1f} s", flush=True)
-        entries.append(entry)
-    index = write_index(root, entries)
-    return index, entries
-
-
-def _scalars(metrics: dict[str, Any], limit: int = 12) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-
-    def walk(prefix: str, v: Any) -> None:
-        if len(out) >= limit:
-            return
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        elif isinstance(v, (int, float)) or (isinstance(v, str) and len(v) < 40):
-            out.append((prefix, round(v, 4) if isinstance(v, float) else v))
-
-    walk("", {k: v for k, v in metrics.items() if k != "config"})  # results first; the config is in the notebook
-    return out
-
-
-def write_index(root: Path, entries: list[DemoEntry]) -> Path:
-    """Return the path of ``index.html`` linking each executed notebook with a table of its metrics."""
-    rows = []
-    for e in entries:
-        link = html.escape(e.name)
-        if e.html is not None:
-            link = f'<a href="{html.escape(str(e.html.relative_to(root)))}">{link}</a>'
-        status = (f'<span class="bad">failed</span><pre>{html.escape(e.error)}</pre>' if e.error
-                  else '<span class="ok">ok</span>')
-        metrics = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                          for k, v in _scalars(e.metrics))
-        metrics = f"<table class='m'>{metrics}</table>" if metrics else "&mdash;"
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{e.seconds:.1f} s</td><td>{metrics}</td></tr>")
-    failed = sum(e.error is not None for e in entries)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit demo {root.name}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}table.m td{{border:none;padding:0 6px}}
-.ok{{color:#070}}.bad{{color:#b00;font-weight:bold}}pre{{max-width:60em;white-space:pre-wrap}}</style></head><body>
-<h1>kit demo run {html.escape(root.name)}</h1>
-<p>{len(entries)} notebooks, {failed} failed. Each link opens the executed notebook rendered as HTML.</p>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>metrics.json</th></tr>
-{''.join(rows)}
-</table></body></html>"""
-    index = root / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index

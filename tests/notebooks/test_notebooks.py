@@ -8,9 +8,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit.runner import check_parameters, run_notebook
+from kit.runner import check_parameters, execute_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
+# Binder restarts a kernel above about 2 GB resident; each default run must stay well under it
+PEAK_LIMIT_MB = 1800
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 # what each notebook must record in metrics.json (checked after the run), beyond "something"
@@ -54,8 +56,16 @@ def test_notebook_is_clean_and_parameterised(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
 def test_notebook_executes_with_defaults(path, tmp_path):
-    executed = run_notebook(path, {}, tmp_path, timeout=600)
+    run = execute_notebook(path, {}, tmp_path, timeout=600)
+    executed = run.path
     assert executed.is_file()
+    record = ROOT / "runs" / "notebook-tests" / f"{_id(path).replace('/', '__')}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"notebook": _id(path), "seconds": round(run.seconds, 1),
+                                  "peak_mb": round(run.peak_mb)}))
+    assert 0 < run.peak_mb < PEAK_LIMIT_MB, (
+        f"the kernel peaked at {run.peak_mb:.0f} MB resident (limit {PEAK_LIMIT_MB} MB: Binder restarts kernels "
+        "above about 2 GB); make the default run smaller")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics, "the notebook recorded no metrics"
     missing = EXPECTED_KEYS.get(path.stem if path.parent.name == "notebooks" else f"{path.parent.name}/{path.stem}",
