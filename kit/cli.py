@@ -5,16 +5,21 @@
 - ``python -m kit train SERIES -p preset full -p data_dir /data ...``: the series' ``experiment.train`` without
   a notebook; this is what ``accelerate launch -m kit train ...`` runs on several GPUs.
 - ``python -m kit demo``: every notebook with its defaults, and ``runs/<date>/index.html``.
+- ``python -m kit voila [SERIES]``: the series' explore notebook (or, with no series, every explore notebook)
+  served by Voila as an app: outputs and widgets, no code cells.
+- ``python -m kit binder-url``: the Binder link of this clone's GitHub remote (``--readme`` writes the badge).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
-from kit.catalog import SERIES, get_series, series_table
+from kit.binder import binder_url, update_readme
+from kit.catalog import SERIES, get_series, notebooks_dir, series_notebooks, series_table
 from kit.demo import run_demo
 from kit.runner import default_runs_root, parse_value, resolve_notebook, run_notebook
 
@@ -77,6 +82,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def voila_command(series: str | None, port: int | None = None, open_browser: bool = False) -> list[str]:
+    """Return the ``voila`` command line that serves the series' explore notebook (all of them: None) as an app."""
+    if series:
+        target = resolve_notebook(series, "03_explore")
+    else:
+        if not any(p.stem == "03_explore" for s in SERIES for p in series_notebooks(s.key)):
+            raise ValueError("no series has a 03_explore notebook yet")
+        target = notebooks_dir()
+    cmd = [sys.executable, "-m", "voila", str(target), "--Voila.ip=127.0.0.1", "--strip_sources=True",
+           "--show_tracebacks=True"]
+    if port is not None:
+        cmd += [f"--port={port}", "--Voila.port_retries=0"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def cmd_voila(args: argparse.Namespace) -> int:
+    cmd = voila_command(args.series, args.port, args.open)
+    print("serving " + (f"{args.series}/03_explore" if args.series else "the explore notebooks") +
+          " with Voila (Ctrl-C stops it): " + " ".join(cmd[2:]), flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_binder_url(args: argparse.Namespace) -> int:
+    if args.readme:
+        path, url = update_readme()
+        print(f"{path}: Binder badge -> {url}" if url else f"{path}: no GitHub remote, so no badge; "
+              "the README says how to get the link")
+        return 0
+    print(binder_url(ref=args.ref, voila=args.voila))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None)
     p.add_argument("--only", nargs="*", default=None, help="labels to run, e.g. 00_start_here trajectory")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("voila", help="serve an explore notebook (default: all of them) as a Voila app")
+    p.add_argument("series", nargs="?", default=None, help=f"one of {[s.key for s in SERIES]}")
+    p.add_argument("--port", type=int, default=None, help="default: Voila's 8866 (or the next free one)")
+    p.add_argument("--open", action="store_true", help="open a browser tab")
+    p.set_defaults(func=cmd_voila)
+    p = sub.add_parser("binder-url", help="print the Binder link of this clone's GitHub remote")
+    p.add_argument("--ref", default=None, help="branch, tag or commit (default: the remote's HEAD branch, main)")
+    p.add_argument("--voila", default=None, metavar="SERIES", help="link the series' explore notebook in Voila")
+    p.add_argument("--readme", action="store_true", help="write the badge (or how to get it) into README.md")
+    p.set_defaults(func=cmd_binder_url)
     return parser
 
 

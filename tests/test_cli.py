@@ -68,3 +68,19 @@ def test_train_runs_a_series_without_a_notebook(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["dataset"] == "ring2d"
     assert main(["train", "trajectory", "-p", "max_stepz", "5", "--output-dir", str(out)]) == 2
     assert "unknown TrajectoryConfig fields ['max_stepz']" in capsys.readouterr().err
+
+
+def test_voila_serves_explore_notebooks_without_code():
+    from kit.cli import voila_command
+
+    cmd = voila_command("trajectory", port=8899)
+    assert cmd[1:3] == ["-m", "voila"] and cmd[3].endswith("notebooks/trajectory/03_explore.ipynb")
+    assert "--strip_sources=True" in cmd and "--port=8899" in cmd and "--no-browser" in cmd
+    assert voila_command(None)[3].endswith("notebooks")
+    with pytest.raises(ValueError, match="unknown series"):
+        voila_command("nosuch")
+
+
+def test_voila_reports_an_unknown_series(capsys):
+    assert main(["voila", "nosuch"]) == 2
+    assert "unknown series 'nosuch'" in capsys.readouterr().err
