@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,9 @@ def cmd_voila(args: argparse.Namespace) -> int:
     cmd = voila_command(args.series, args.port, args.open)
     print("serving " + (f"{args.series}/03_explore" if args.series else "the explore notebooks") +
           " with Voila (Ctrl-C stops it): " + " ".join(cmd[2:]), flush=True)
+    sys.stdout.flush()
+    if os.name == "posix":  # become the server: a signal to this process id stops Voila and its kernels
+        os.execv(cmd[0], cmd)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
