@@ -86,35 +86,64 @@ class WordSwap:
     iou_swapped: float
 
 
+class _PairSwap:
+    """Attention edit for a batch of (source, target) pairs [s_0, t_0, s_1, t_1, ...]: each target row takes its
+    source row's cross-attention probabilities for steps < ``until_step`` (prompt-to-prompt's replacement)."""
+
+    def __init__(self, until_step: int) -> None:
+        self.until_step = until_step
+
+    def __call__(self, probs, name: str, is_cross: bool, step: int):
+        if not is_cross or step >= self.until_step:
+            return probs
+        out = probs.clone()
+        out[1::2] = probs[0::2]
+        return out
+
+
 @torch.no_grad()
-def word_swap(pipe, source_prompt: str, target_prompt: str, steps: int = 20, guidance_scale: float = 3.0,
-              seed: int = 0, swap_fraction: float = 0.8) -> WordSwap:
-    """Return a :class:`WordSwap`: one batch [source, target] from the same noise, once plain and once with the
-    target row's cross-attention replaced by the source row's for the first ``swap_fraction`` of the steps."""
-    from kit.diffusion.attention import AttentionStore, ReplaceCrossAttention, register_attention_store
+def word_swaps(pipe, pairs: list[tuple[str, str]], steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+               swap_fraction: float = 0.8) -> list[WordSwap]:
+    """Return one :class:`WordSwap` per (source, target) pair, all pairs in one batch: pair k's two rows share the
+    noise of ``seed + k``; once plain and once with each target row's cross-attention replaced by its source
+    row's for the first ``swap_fraction`` of the steps."""
+    from kit.diffusion.attention import AttentionStore, register_attention_store
     from kit.diffusion.text import check_prompt
 
-    src_ids, tgt_ids = check_prompt(pipe.tokenizer, source_prompt), check_prompt(pipe.tokenizer, target_prompt)
-    if len(src_ids) != len(tgt_ids):
-        raise ValueError(f"a word swap needs prompts with the same number of tokens, got {len(src_ids)} "
-                         f"({source_prompt!r}) and {len(tgt_ids)} ({target_prompt!r})")
+    if not pairs:
+        raise ValueError("pairs must hold at least one (source, target) caption pair")
+    for source_prompt, target_prompt in pairs:
+        src_ids, tgt_ids = check_prompt(pipe.tokenizer, source_prompt), check_prompt(pipe.tokenizer, target_prompt)
+        if len(src_ids) != len(tgt_ids):
+            raise ValueError(f"a word swap needs prompts with the same number of tokens, got {len(src_ids)} "
+                             f"({source_prompt!r}) and {len(tgt_ids)} ({target_prompt!r})")
     if not 0.0 <= swap_fraction <= 1.0:
         raise ValueError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
-    size = pipe.unet.config.sample_size
-    noise = torch.randn(1, pipe.unet.config.in_channels, size, size, generator=torch.Generator().manual_seed(seed))
-    noise = noise.expand(2, -1, -1, -1).clone()
+    size, ch = pipe.unet.config.sample_size, pipe.unet.config.in_channels
+    noise = torch.cat([torch.randn(1, ch, size, size, generator=torch.Generator().manual_seed(seed + k)).expand(
+        2, -1, -1, -1) for k in range(len(pairs))])
+    prompts = [p for pair in pairs for p in pair]
     kw = dict(num_inference_steps=steps, guidance_scale=guidance_scale, latents=noise, output_type="np")
-    plain = pipe([source_prompt, target_prompt], **kw).images
-    edit = ReplaceCrossAttention(source=None, source_index=0, target_indices=[1],
-                                 until_step=int(round(swap_fraction * steps)))
-    restore = register_attention_store(pipe.unet, AttentionStore(), edit=edit)
+    plain = pipe(prompts, **kw).images
+    restore = register_attention_store(pipe.unet, AttentionStore(),
+                                       edit=_PairSwap(int(round(swap_fraction * steps))))
     try:
-        swapped = pipe([source_prompt, target_prompt], **kw).images
+        swapped = pipe(prompts, **kw).images
     finally:
         restore()
-    u8 = [np.round(np.asarray(a) * 255).astype(np.uint8) for a in (plain[0], plain[1], swapped[1])]
-    masks = [foreground_mask(a) for a in u8]
-    return WordSwap(source_prompt, target_prompt, *u8, _iou(masks[0], masks[1]), _iou(masks[0], masks[2]))
+    out = []
+    for k, (source_prompt, target_prompt) in enumerate(pairs):
+        u8 = [np.round(np.asarray(a) * 255).astype(np.uint8) for a in (plain[2 * k], plain[2 * k + 1],
+                                                                        swapped[2 * k + 1])]
+        masks = [foreground_mask(a) for a in u8]
+        out.append(WordSwap(source_prompt, target_prompt, *u8, _iou(masks[0], masks[1]), _iou(masks[0], masks[2])))
+    return out
+
+
+def word_swap(pipe, source_prompt: str, target_prompt: str, steps: int = 20, guidance_scale: float = 3.0,
+              seed: int = 0, swap_fraction: float = 0.8) -> WordSwap:
+    """Return the :class:`WordSwap` of one caption pair (see :func:`word_swaps`)."""
+    return word_swaps(pipe, [(source_prompt, target_prompt)], steps, guidance_scale, seed, swap_fraction)[0]
 
 
 def swap_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -140,8 +169,7 @@ def swap_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
 def word_swap_study(pipe, n: int = 12, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
                     swap_fraction: float = 0.8) -> dict:
     """Return {"pairs": [WordSwap], "iou_plain": mean, "iou_swapped": mean, "n": n} over :func:`swap_pairs`,
-    each pair from its own noise (seed + k)."""
-    results = [word_swap(pipe, s, t, steps, guidance_scale, seed + k, swap_fraction)
-               for k, (s, t) in enumerate(swap_pairs(n, seed))]
+    each pair from its own noise (seed + k), all in one batch."""
+    results = word_swaps(pipe, swap_pairs(n, seed), steps, guidance_scale, seed, swap_fraction)
     return {"pairs": results, "n": n, "iou_plain": float(np.mean([r.iou_plain for r in results])),
             "iou_swapped": float(np.mean([r.iou_swapped for r in results]))}
