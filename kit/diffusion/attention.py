@@ -16,15 +16,29 @@ guidance the UNet batch is ``[uncond x B, cond x B]`` and only the conditional h
 row ``b`` of the store and of an edit's ``probs`` is prompt ``b`` (as in prompt-to-prompt). Without ``begin``
 (e.g. under another pipeline) every row of the UNet batch is recorded and edited.
 
-An ``edit(probs, name, is_cross, step) -> probs`` receives the conditional rows [B, heads, Q, K] of cross-attention
-layers (and of self-attention layers when it has a true attribute ``edits_self``); the store records the
-probabilities before the edit, as prompt-to-prompt's controller does.
+The edit protocol. An edit is an object with some of these (duck-typed; plain functions are probability edits):
+
+- ``edit(probs, name, is_cross, step) -> probs``: change the conditional rows' probabilities [B, heads, Q, K];
+- ``edit.qkv(q, k, v, name, is_cross, step) -> (q, k, v)``: change the conditional rows' queries [B, heads, Q, d],
+  keys and values [B, heads, K, d] before the probabilities are formed (InfEdit's unified attention control,
+  arXiv:2312.04965, as ParallelEdits uses it, arXiv:2406.00985);
+- ``edits_self`` (default False): also edit self-attention layers (otherwise only cross-attention layers);
+- ``edits_uncond`` (default False): with a guided layout, ``qkv`` is called a second time, with ``uncond=True``, on
+  the unconditional rows (row ``b`` = prompt ``b``'s unconditional pass), as InfEdit's code edits both halves;
+- ``needs_probs(name, is_cross, step) -> bool`` (default: whether the edit is callable): whether the probability
+  edit has work at this layer and step. A layer whose probabilities neither the store nor an edit needs runs on the
+  fused SDPA path, with the edited q, k, v when ``qkv`` changed them.
+
+The store records the probabilities (from the q, k after any ``qkv`` edit) before the probability edit, as
+prompt-to-prompt's controller does. :func:`attention_control` is the ``with`` form of
+:func:`register_attention_store`; ready edits beyond the two below are in :mod:`kit.diffusion.attention_edits`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +49,44 @@ __all__ = [
     "RecordingAttnProcessor",
     "register_attention_store",
     "find_attention_store",
+    "attention_control",
     "ReweightTokens",
     "ReplaceCrossAttention",
 ]
 
-Edit = Callable[[Tensor, str, bool, int], Tensor]
+Edit = Callable[[Tensor, str, bool, int], Tensor]  # or an object with ``qkv`` (see the module docstring)
+
+
+def _edit_applies(edit, is_cross: bool) -> bool:
+    """Return whether ``edit`` is called at a layer of this kind (cross always, self when ``edits_self``)."""
+    return edit is not None and (is_cross or bool(getattr(edit, "edits_self", False)))
+
+
+def _edit_has_qkv(edit) -> bool:
+    return callable(getattr(edit, "qkv", None))
+
+
+def _edit_needs_probs(edit, name: str, is_cross: bool, step: int) -> bool:
+    """Return whether ``edit``'s probability edit runs at this layer and step (see the module docstring)."""
+    if not (_edit_applies(edit, is_cross) and callable(edit)):
+        return False
+    needs = getattr(edit, "needs_probs", None)
+    return True if needs is None else bool(needs(name, is_cross, step))
+
+
+def _check_edit(edit, name: str = "edit") -> None:
+    if edit is not None and not (callable(edit) or _edit_has_qkv(edit)):
+        raise ValueError(f"{name} must be callable (a probability edit), have a qkv(q, k, v, name, is_cross, step) "
+                         f"method, or be None; got {type(edit).__name__}")
+
+
+def _check_qkv(got, want: tuple[Tensor, Tensor, Tensor], who: str) -> tuple[Tensor, Tensor, Tensor]:
+    if not (isinstance(got, tuple | list) and len(got) == 3 and all(isinstance(t, Tensor) for t in got)):
+        raise ValueError(f"{who}.qkv must return a tuple (q, k, v) of tensors, got {type(got).__name__}")
+    for label, g, w in zip("qkv", got, want):
+        if g.shape != w.shape:
+            raise ValueError(f"{who}.qkv returned {label} of shape {tuple(g.shape)}, expected {tuple(w.shape)}")
+    return got[0], got[1], got[2]
 
 
 def _as_int_list(value: int | Sequence[int], name: str) -> list[int]:
@@ -53,16 +100,18 @@ class AttentionStore:
     """Bounded per-step, per-layer store of attention probabilities [B, heads or 1, Q, K] (``store_dtype``).
 
     Only layers with Q <= ``max_query_pixels`` are kept (their names go to ``skipped``), heads are averaged when
-    ``average_heads``; self-attention is kept only with ``record_self``.
+    ``average_heads``; self-attention is kept only with ``record_self``, cross-attention unless ``record_cross`` is
+    False (an edit-only run: nothing recorded, so layers no edit needs stay on the fused path).
     """
 
     def __init__(self, record_self: bool = False, max_query_pixels: int = 32 * 32, average_heads: bool = True,
-                 store_dtype: torch.dtype = torch.float16) -> None:
+                 store_dtype: torch.dtype = torch.float16, record_cross: bool = True) -> None:
         if isinstance(max_query_pixels, bool) or not isinstance(max_query_pixels, int) or max_query_pixels < 1:
             raise ValueError(f"max_query_pixels must be a positive int, got {max_query_pixels!r}")
         if not isinstance(store_dtype, torch.dtype) or not store_dtype.is_floating_point:
             raise ValueError(f"store_dtype must be a floating torch dtype, got {store_dtype!r}")
-        self.record_self, self.max_query_pixels = bool(record_self), max_query_pixels
+        self.record_self, self.record_cross, self.max_query_pixels = bool(record_self), bool(record_cross), \
+            max_query_pixels
         self.average_heads, self.store_dtype = bool(average_heads), store_dtype
         self.batch_size: int | None = None
         self.guided = False
@@ -103,16 +152,20 @@ class AttentionStore:
                              f"{self.batch_size}, guided={self.guided}); call store.begin(...) for this run")
         return slice(n - self.batch_size, n)
 
+    def records(self, is_cross: bool) -> bool:
+        """Return whether layers of this kind (cross- or self-attention) are recorded at all."""
+        return self.record_cross if is_cross else self.record_self
+
     def wants(self, is_cross: bool, n_queries: int) -> bool:
         """Return whether a layer of this kind and query count is recorded."""
-        return (is_cross or self.record_self) and n_queries <= self.max_query_pixels
+        return self.records(is_cross) and n_queries <= self.max_query_pixels
 
     def record(self, name: str, probs: Tensor, is_cross: bool) -> None:
         """Keep ``probs`` [B, heads, Q, K] of layer ``name`` at the current step (or note it as skipped)."""
         if self.step < 0:
             raise ValueError("the store has no current step: call store.next_step() before each UNet call "
                              "(register_attention_store does it)")
-        if not (is_cross or self.record_self):
+        if not self.records(is_cross):
             return
         if probs.shape[2] > self.max_query_pixels:
             self.skipped.add(name)
@@ -207,18 +260,33 @@ class AttentionStore:
 
 
 class RecordingAttnProcessor:
-    """diffusers attention processor that records (``store``) and optionally edits (``edit``) probabilities."""
+    """diffusers attention processor that records (``store``) and optionally edits (``edit``) q, k, v and
+    probabilities (the protocol is in the module docstring)."""
 
     def __init__(self, store: AttentionStore, name: str, edit: Edit | None = None) -> None:
         if not isinstance(store, AttentionStore):
             raise ValueError(f"store must be an AttentionStore, got {type(store).__name__}")
-        if edit is not None and not callable(edit):
-            raise ValueError(f"edit must be callable or None, got {type(edit).__name__}")
+        _check_edit(edit)
         self.store, self.name, self.edit = store, name, edit
 
-    def _needs_probs(self, is_cross: bool, n_queries: int) -> bool:
-        edits = self.edit is not None and (is_cross or getattr(self.edit, "edits_self", False))
-        return edits or self.store.wants(is_cross, n_queries)
+    def _edit_qkv(self, q: Tensor, k: Tensor, v: Tensor, is_cross: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Return q, k, v [B_unet, heads, N, d] with the edit's ``qkv`` applied to the conditional rows (and to the
+        unconditional rows when the edit has ``edits_uncond`` and the layout is guided)."""
+        edit = self.edit
+        if not (_edit_applies(edit, is_cross) and _edit_has_qkv(edit)):
+            return q, k, v
+        cond = self.store.conditional_rows(q.shape[0])
+        halves: list[tuple[slice, dict]] = [(cond, {})]
+        if getattr(edit, "edits_uncond", False) and self.store.guided and cond.start > 0:
+            halves.append((slice(0, cond.start), {"uncond": True}))
+        for rows, kw in halves:
+            part = (q[rows], k[rows], v[rows])
+            got = _check_qkv(edit.qkv(*part, self.name, is_cross, self.store.step, **kw), part, "edit")
+            if all(g is p for g, p in zip(got, part)):
+                continue
+            q, k, v = (t if g is p else torch.cat([t[: rows.start], g.to(t.dtype), t[rows.stop:]])
+                       for t, g, p in zip((q, k, v), got, part))
+        return q, k, v
 
     def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
                  attention_mask: Tensor | None = None, temb: Tensor | None = None, *args, **kwargs) -> Tensor:
@@ -251,12 +319,14 @@ class RecordingAttnProcessor:
         if attn.norm_k is not None:
             k = attn.norm_k(k)
         mask = None if attention_mask is None else attention_mask.view(batch, heads, -1, attention_mask.shape[-1])
-        if self._needs_probs(is_cross, q.shape[2]):
+        q, k, v = self._edit_qkv(q, k, v, is_cross)
+        edit_probs = _edit_needs_probs(self.edit, self.name, is_cross, self.store.step)
+        if edit_probs or self.store.wants(is_cross, q.shape[2]):
             probs = self._probs(attn, q, k, mask)
-            probs = self._record_and_edit(probs, is_cross)
+            probs = self._record_and_edit(probs, is_cross, edit_probs)
             out = probs @ v
         else:
-            if is_cross or self.store.record_self:  # a layer over the memory bound
+            if self.store.records(is_cross):  # a layer over the memory bound
                 self.store.skipped.add(self.name)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
         hidden_states = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
@@ -280,11 +350,11 @@ class RecordingAttnProcessor:
             scores = scores.float()
         return scores.softmax(dim=-1).to(dtype)
 
-    def _record_and_edit(self, probs: Tensor, is_cross: bool) -> Tensor:
+    def _record_and_edit(self, probs: Tensor, is_cross: bool, edit_probs: bool) -> Tensor:
         rows = self.store.conditional_rows(probs.shape[0])
         cond = probs[rows]
         self.store.record(self.name, cond, is_cross)
-        if self.edit is None or not (is_cross or getattr(self.edit, "edits_self", False)):
+        if not edit_probs:
             return probs
         edited = self.edit(cond, self.name, is_cross, self.store.step)
         if not isinstance(edited, Tensor) or edited.shape != cond.shape:
@@ -314,6 +384,9 @@ def register_attention_store(unet, store: AttentionStore, edit: Edit | None = No
     Also adds a forward pre-hook that advances ``store`` by one step per UNet call and resets the store.
     ``restore()`` puts the original processors back and removes the hook.
     """
+    if not isinstance(store, AttentionStore):
+        raise ValueError(f"store must be an AttentionStore, got {type(store).__name__}")
+    _check_edit(edit)
     if find_attention_store(unet) is not None:
         raise ValueError("an AttentionStore is already registered on this unet; call its restore() first")
     modules = _attention_modules(unet)
@@ -331,6 +404,33 @@ def register_attention_store(unet, store: AttentionStore, edit: Edit | None = No
             m.set_processor(originals[n])
 
     return restore
+
+
+@contextmanager
+def attention_control(unet, store: AttentionStore | None = None, edit: Edit | None = None
+                      ) -> Iterator[AttentionStore]:
+    """Yield the AttentionStore that records (and ``edit`` edits) ``unet``'s attention inside a ``with`` block.
+
+    ``with attention_control(pipe.unet, edit=...) as store: pipe(...)`` is :func:`register_attention_store` with
+    the original processors and the step hook restored on leaving the block, also when it raises. ``store``:
+    the store to fill (default a new ``AttentionStore()``; ``AttentionStore(record_cross=False)`` records nothing).
+    Nesting is refused: one control per UNet at a time (prompt-to-prompt's ``register_attention_control``,
+    arXiv:2208.01626, likewise replaces every processor).
+    """
+    if store is None:
+        store = AttentionStore()
+    elif not isinstance(store, AttentionStore):
+        raise ValueError(f"store must be an AttentionStore or None, got {type(store).__name__}")
+    _check_edit(edit)
+    if find_attention_store(unet) is not None:
+        raise ValueError("attention_control cannot be nested: this unet already has an AttentionStore registered "
+                         "(an enclosing attention_control block, or register_attention_store without restore()); "
+                         "leave that block or call its restore() first, and pass one edit (ComposeEdits for several)")
+    restore = register_attention_store(unet, store, edit)
+    try:
+        yield store
+    finally:
+        restore()
 
 
 def _rows(batch_indices: Sequence[int] | None, n: int, name: str) -> list[int]:
