@@ -269,6 +269,7 @@ def write_index(root: Path, entries: list[DemoEntry]) -> Path:
 metrics are folded under it.</p>
 {''.join(sections)}
 </body></html>"""
+    root.mkdir(parents=True, exist_ok=True)
     index = root / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
