@@ -32,7 +32,7 @@ EXPECTED_KEYS = {
     "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
     "t2i/01_train": {"config", "trained", "committed_samples"},
     "t2i/02_evaluate": {"config", "adherence", "gits_t2i", "attention_localisation"},
-    "t2i/03_explore": {"config", "explored_prompt"},
+    "t2i/03_explore": {"config", "explored_prompt", "word_swap"},
     "nlran/01_train": {"config", "trained", "test", "committed_rows"},
     "nlran/02_evaluate": {"config", "comparison", "paper", "heatmap_scores", "am1_beats_cam", "lesion_share"},
     "nlran/03_explore": {"phantom", "painter"},
@@ -95,6 +95,9 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "t2i" and path.stem == "02_evaluate":
         single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the bars
         assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8
+    if path.parent.name == "t2i" and path.stem == "03_explore":
+        swap = metrics["word_swap"]  # prompt-to-prompt's word swap keeps the source layout better than none
+        assert swap["iou_swapped"] > swap["iou_plain"]
     if path.parent.name == "nlran" and path.stem == "02_evaluate":
         rows = {r["model"]: r for r in metrics["comparison"]}
         assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)
