@@ -12,15 +12,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from kit.core import RunDir, fit, load_training_state, pick_device
 from kit.rld.config import RLDConfig
 from kit.rld.data import cifar100_datasets, digits_split, imagenet_datasets, teacher_training_set
-from kit.rld.losses import distillation_objective
+from kit.rld.losses import distillation_objective, logit_standardization_hyper
+from kit.rld.recipes import LIGHT_STUDENT_LR, is_light_student
 
 Callback = Callable[[dict], None]
-SMALL_LR_STUDENTS = ("mobile_half", "shufflenet_v2")  # lr 0.01 on CIFAR-100, as the authors' train.py asserts
 
 
 def make_mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -104,18 +104,35 @@ class Distiller(nn.Module):
         return distillation_objective(self.method, logits, t, y, epoch, **self.hyper)
 
 
-def loss_hyper(cfg: RLDConfig) -> dict[str, Any]:
-    """Return the keyword arguments of :func:`kit.rld.losses.distillation_objective` from ``cfg``."""
-    return {"ce_weight": cfg.ce_weight, "alpha": cfg.alpha, "beta": cfg.beta, "temperature": cfg.temperature,
-            "alpha_temperature": cfg.alpha_temperature, "warmup_epochs": cfg.warmup,
-            "kd_ce_weight": cfg.kd_ce_weight, "kd_weight": cfg.kd_weight,
-            "logit_standardization": cfg.logit_standardization}
+def loss_hyper(cfg: RLDConfig, method: str) -> dict[str, Any]:
+    """Return the keyword arguments of :func:`kit.rld.losses.distillation_objective` for ``method`` from ``cfg``.
+
+    DKD is weighted by ``dkd_alpha`` / ``dkd_beta``, RLD by ``alpha`` / ``beta``. With ``logit_standardization``
+    the authors' whole recipe applies (tau ``ls_temperature``, weights x ``ls_weight``;
+    :func:`kit.rld.losses.logit_standardization_hyper`), not the z-scoring alone.
+    """
+    alpha, beta = (cfg.dkd_alpha, cfg.dkd_beta) if method == "dkd" else (cfg.alpha, cfg.beta)
+    hyper = {"ce_weight": cfg.ce_weight, "alpha": alpha, "beta": beta, "temperature": cfg.temperature,
+             "alpha_temperature": cfg.alpha_temperature, "warmup_epochs": cfg.warmup,
+             "kd_ce_weight": cfg.kd_ce_weight, "kd_weight": cfg.kd_weight, "logit_standardization": False}
+    if cfg.logit_standardization and method != "ce":
+        hyper = logit_standardization_hyper(method, hyper, cfg.ls_temperature, cfg.ls_weight)
+    return hyper
+
+
+def student_lr(cfg: RLDConfig) -> float:
+    """Return the learning rate the student trains at: ``cfg.lr``, at most 0.01 for a MobileNetV2 / ShuffleNetV2
+    student on CIFAR-100 under any of its names (the authors' ``tools/train.py`` asserts 0.01 for those)."""
+    if is_light_student(cfg.student, cfg.dataset):
+        return min(cfg.lr, LIGHT_STUDENT_LR)
+    return cfg.lr
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Dataset, device: torch.device | None = None, batch_size: int = 512
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (predicted classes [N], labels [N]) of ``model`` on ``data`` (eval mode, restored after)."""
+def predict(model: nn.Module, data: Dataset, device: torch.device | None = None, batch_size: int = 512,
+            num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (predicted classes [N], labels [N]) of ``model`` on ``data`` (eval mode, restored after); image
+    datasets are read with ``num_workers`` loader processes."""
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
@@ -123,7 +140,7 @@ def predict(model: nn.Module, data: Dataset, device: torch.device | None = None,
         batches = [(data.tensors[0][i:i + batch_size], data.tensors[1][i:i + batch_size])
                    for i in range(0, len(data), batch_size)]
     else:
-        batches = DataLoader(data, batch_size=batch_size, shuffle=False)
+        batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     preds, labels = [], []
     for x, y in batches:
         preds.append(model(x.to(device)).argmax(1).cpu())
@@ -161,11 +178,27 @@ class TeacherResult:
     source: str = "trained"
 
 
+def build_teacher(cfg: RLDConfig, num_classes: int) -> nn.Module:
+    """Return the teacher network of ``cfg`` freshly initialised from ``cfg.seed`` (the global RNG is seeded
+    first, so the same seed gives the same initial weights whatever ran before)."""
+    torch.manual_seed(cfg.seed)
+    return build_network(cfg, cfg.teacher, num_classes, "teacher")
+
+
+def teacher_error_subset(cfg: RLDConfig, data: Dataset) -> Dataset:
+    """Return the training images the teacher's error is measured on: all of ``data``, or a subset of
+    ``cfg.teacher_error_samples`` images drawn with ``cfg.seed`` (ImageNet's 1.28 M images take hours)."""
+    n = cfg.teacher_error_samples
+    if n is None or n >= len(data):
+        return data
+    return Subset(data, torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))[:n].tolist())
+
+
 def train_teacher(cfg: RLDConfig, run: RunDir, data: SeriesData) -> TeacherResult:
     """Return the teacher: loaded from ``cfg.teacher_checkpoint`` (CRD/mdistiller layout), torchvision weights, or
-    trained here with cross-entropy (resumable in ``run``)."""
+    trained here with cross-entropy (resumable in ``run``), from weights initialised with ``cfg.seed``."""
     t0 = time.perf_counter()
-    model = build_network(cfg, cfg.teacher, data.num_classes, "teacher")
+    model = build_teacher(cfg, data.num_classes)
     source = "trained"
     if cfg.teacher_checkpoint:
         from kit.rld.models import load_mdistiller_checkpoint
@@ -175,9 +208,6 @@ def train_teacher(cfg: RLDConfig, run: RunDir, data: SeriesData) -> TeacherResul
     elif cfg.dataset == "imagenet" and cfg.teacher_pretrained:
         source = "torchvision pretrained"
     elif cfg.dataset == "digits":
-        torch.manual_seed(cfg.seed)
-        model = build_network(cfg, cfg.teacher, data.num_classes, "teacher")
-
         def ce(m, b):
             return nn.functional.cross_entropy(m(b[0]), b[1])
 
@@ -186,21 +216,20 @@ def train_teacher(cfg: RLDConfig, run: RunDir, data: SeriesData) -> TeacherResul
                     lr=cfg.teacher_lr, run=run, log_every=0, seed=cfg.seed, device=cfg.device,
                     desc="teacher").model
     else:
-        torch.manual_seed(cfg.seed)
-
         def ce(m, b):
             return nn.functional.cross_entropy(m(b[0]), b[1])
 
-        model = _sgd_fit(cfg, model, model.parameters(), data.teacher_train, cfg.teacher_epochs, cfg.lr, run,
-                         ce, None, (), cfg.seed, "teacher").model
+        model = _sgd_fit(cfg, model, model.parameters(), data.teacher_train, cfg.teacher_epochs, cfg.teacher_lr,
+                         run, ce, None, (), cfg.seed, "teacher").model
     device = pick_device(cfg.device)
     model = model.to(device).eval()
-    p_test, y_test = predict(model, data.test, device)
-    p_st, y_st = predict(model, data.student_train, device)
+    p_test, y_test = predict(model, data.test, device, num_workers=cfg.num_workers)
+    measured = teacher_error_subset(cfg, data.student_train)
+    p_st, y_st = predict(model, measured, device, num_workers=cfg.num_workers)
     result = TeacherResult(model, float((p_test == y_test).float().mean()), float((p_st != y_st).float().mean()),
                            time.perf_counter() - t0, source)
     run.record("teacher", {"test_acc": result.test_acc, "error_on_student_train": result.error_on_student_train,
-                           "source": source, "network": cfg.teacher})
+                           "error_measured_on": len(measured), "source": source, "network": cfg.teacher})
     return result
 
 
@@ -225,22 +254,21 @@ def train_student(cfg: RLDConfig, run: RunDir, method: str, seed: int, teacher: 
     """Return a :class:`StudentResult` for ``method`` distilled from ``teacher`` with ``seed`` (resumable in run)."""
     torch.manual_seed(seed)
     student = build_network(cfg, cfg.student, data.num_classes, "student")
-    lr = cfg.lr
-    if cfg.dataset == "cifar100" and cfg.student in SMALL_LR_STUDENTS:
-        lr = min(lr, 0.01)
+    lr = student_lr(cfg)
     steps_per_epoch = math.ceil(len(data.student_train) / cfg.batch_size)
-    distiller = Distiller(student, teacher if method != "ce" else None, method, loss_hyper(cfg), steps_per_epoch)
+    distiller = Distiller(student, teacher if method != "ce" else None, method, loss_hyper(cfg, method),
+                          steps_per_epoch)
     device = pick_device(cfg.device)
     wrong_mask = None
     if teacher is not None:
-        p_t, y_t = predict(teacher.to(device), data.test, device)
+        p_t, y_t = predict(teacher.to(device), data.test, device, num_workers=cfg.num_workers)
         wrong_mask = p_t != y_t
 
     def loss_fn(m, batch, step):
         return m(batch[0], batch[1], step)
 
     def eval_fn(m):
-        pred, y = predict(m.student, data.test)
+        pred, y = predict(m.student, data.test, num_workers=cfg.num_workers)
         out = {"test_acc": float((pred == y).float().mean())}
         if wrong_mask is not None and wrong_mask.any():
             out["acc_on_teacher_wrong"] = float((pred[wrong_mask] == y[wrong_mask]).float().mean())
@@ -256,7 +284,7 @@ def train_student(cfg: RLDConfig, run: RunDir, method: str, seed: int, teacher: 
                         best["step"] // steps_per_epoch, evals[-1].get("acc_on_teacher_wrong"), res.history,
                         res.seconds)
     run.record("result", {"method": method, "seed": seed, "best_acc": out.best_acc, "last_acc": out.last_acc,
-                          "best_epoch": out.best_epoch, "acc_on_teacher_wrong": out.acc_on_teacher_wrong})
+                          "best_epoch": out.best_epoch, "acc_on_teacher_wrong": out.acc_on_teacher_wrong, "lr": lr})
     return out
 
 
@@ -342,6 +370,41 @@ def teacher_error_sweep(cfg: RLDConfig, run: RunDir, levels: Sequence[float] | N
                              "accuracy": s.best_acc, "last_accuracy": s.last_acc})
     run.record("sweep", rows)
     return rows
+
+
+def alpha_beta_sweep(cfg: RLDConfig, run: RunDir, alphas: Sequence[float] | None = None,
+                     betas: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
+                     teacher: nn.Module | None = None, method: str = "rld") -> dict[tuple[float, float], list[float]]:
+    """Return {(alpha, beta): [best test accuracy per seed]} of ``method`` students ("rld": alpha weights SCD and
+    beta MCD; "dkd": TCKD and NCKD) over the grid, all distilled from one teacher (the paper's alpha / beta
+    sensitivity figure). ``teacher`` None trains ``cfg``'s teacher in ``run``; the grid defaults to
+    ``cfg.grid_alphas`` x ``cfg.grid_betas`` and ``cfg.grid_seeds``. Feed the result to
+    :func:`kit.rld.explore.alpha_beta_grid` (or ``widgets.rld.alpha_beta_heatmap``).
+    """
+    if method not in ("rld", "dkd"):
+        raise ValueError(f"method must be 'rld' or 'dkd' (the methods weighted by alpha and beta), got {method!r}")
+    alphas = cfg.grid_alphas if alphas is None else alphas
+    betas = cfg.grid_betas if betas is None else betas
+    seeds = cfg.grid_seeds if seeds is None else seeds
+    if not alphas or not betas or not seeds:
+        raise ValueError(f"alphas, betas and seeds must each name at least one value, got {alphas}, {betas}, "
+                         f"{seeds}")
+    data = load_data(cfg)
+    if teacher is None:
+        teacher = train_teacher(cfg, run.sub("teacher"), data).model
+    grid: dict[tuple[float, float], list[float]] = {}
+    for a in alphas:
+        for b in betas:
+            weights = {"alpha": float(a), "beta": float(b)} if method == "rld" else {"dkd_alpha": float(a),
+                                                                                     "dkd_beta": float(b)}
+            point = replace(cfg, **weights)
+            for seed in seeds:
+                s = train_student(point, run.sub(f"{method}_alpha{a:g}_beta{b:g}_seed{seed}"), method, seed,
+                                  teacher, data)
+                grid.setdefault((float(a), float(b)), []).append(s.best_acc)
+    run.record("alpha_beta", [{"method": method, "alpha": a, "beta": b, "accuracies": v}
+                              for (a, b), v in grid.items()])
+    return grid
 
 
 def load_student(cfg: RLDConfig, run: RunDir, num_classes: int = 10) -> nn.Module:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,10 @@ LR_RIGHT_MSE_WEIGHT = 4.0  # logit MSE on the samples the teacher gets right
 LR_WRONG_MSE_WEIGHT = 1.0  # probability MSE to the revised target on the samples it gets wrong
 RC_KD_WEIGHT = 1.0
 RC_WEIGHT = 0.1
+# The authors' logit-standardization recipe (--logit-stand with the defaults --base-temp 2 --kd-weight 9 of
+# tools/train.py in sunshangquan/logit-standardization-KD and zju-SWJ/RLD).
+LS_TEMPERATURE = 2.0
+LS_WEIGHT = 9.0
 
 
 # ---------------------------------------------------------------- validation
@@ -368,6 +374,8 @@ def distillation_objective(
     kd_ce_weight: float = 0.1,
     kd_weight: float = 0.9,
     logit_standardization: bool = False,
+    rc_kd_weight: float = RC_KD_WEIGHT,
+    rc_weight: float = RC_WEIGHT,
 ) -> dict[str, Tensor]:
     """Return {"loss": total (with graph), component: detached unweighted value} of one method's objective.
 
@@ -377,12 +385,14 @@ def distillation_objective(
     - "rld": ce_weight * CE + w(e) * (alpha * SCD + beta * MCD)          components: ce, scd, mcd
     - "la":  KD on the swapped teacher logits, no CE                     components: ce (logged only), la
     - "lr":  ce_weight * CE_right + 4 MSE_right + MSE_wrong              components: ce, mse_right, mse_wrong
-    - "rc":  ce_weight * CE + KD + 0.1 RC                                components: ce, kd, rc
+    - "rc":  ce_weight * CE + rc_kd_weight * KD + rc_weight * RC        components: ce, kd, rc
 
     w(e) = min(epoch / warmup_epochs, 1), epoch counted from 1. ``ce_weight=None`` means the method's own CE
     weight (1 for ce/dkd/rld/lr/rc, ``kd_ce_weight`` for kd, 0 for la); a number overrides it for every method.
     ``alpha_temperature=None`` means ``temperature`` (the authors' ``--same-t``). ``logit_standardization``
-    z-scores both logit rows before the distillation terms (not before CE); it is not defined for "lr".
+    only z-scores both logit rows before the distillation terms (not before CE); it is not defined for "lr". The
+    authors' recipe with standardization also changes tau and the weights: build the keyword arguments with
+    :func:`logit_standardization_hyper`.
     ``logits_teacher`` may be None for "ce" only.
     """
     if method not in METHODS:
@@ -403,6 +413,7 @@ def distillation_objective(
         _check_weight("kd_ce_weight", kd_ce_weight),
         _check_weight("kd_weight", kd_weight),
     )
+    rc_kd_weight, rc_weight = _check_weight("rc_kd_weight", rc_kd_weight), _check_weight("rc_weight", rc_weight)
     default_ce = {"kd": kd_ce_weight, "la": 0.0}.get(method, 1.0)
     w_ce = default_ce if ce_weight is None else _check_weight("ce_weight", ce_weight)
     warm = warmup_factor(epoch, warmup_epochs)
@@ -433,7 +444,7 @@ def distillation_objective(
         )
     else:  # rc
         parts["kd"], parts["rc"] = _kd(sd, td, tau), _rc(sd, y, tau)
-        total = w_ce * ce + RC_KD_WEIGHT * parts["kd"] + RC_WEIGHT * parts["rc"]
+        total = w_ce * ce + rc_kd_weight * parts["kd"] + rc_weight * parts["rc"]
     out = {"loss": total, "ce": ce.detach()}
     out.update({k: v.detach() for k, v in parts.items()})
     return out
@@ -452,12 +463,14 @@ class DistillHyper:
     kd_ce_weight: float = 0.1
     kd_weight: float = 0.9
     logit_standardization: bool = False
+    rc_kd_weight: float = RC_KD_WEIGHT
+    rc_weight: float = RC_WEIGHT
 
     def __post_init__(self) -> None:
         _check_positive("temperature", self.temperature)
         if self.alpha_temperature is not None:
             _check_positive("alpha_temperature", self.alpha_temperature)
-        for name in ("alpha", "beta", "warmup_epochs", "kd_ce_weight", "kd_weight"):
+        for name in ("alpha", "beta", "warmup_epochs", "kd_ce_weight", "kd_weight", "rc_kd_weight", "rc_weight"):
             _check_weight(name, getattr(self, name))
         if self.ce_weight is not None:
             _check_weight("ce_weight", self.ce_weight)
@@ -467,3 +480,47 @@ class DistillHyper:
     ) -> dict[str, Tensor]:
         """Return ``distillation_objective(method, ...)`` with these hyper-parameters."""
         return distillation_objective(method, logits_student, logits_teacher, target, epoch, **asdict(self))
+
+
+def logit_standardization_hyper(
+    method: str,
+    hyper: Mapping[str, Any] | None = None,
+    temperature: float = LS_TEMPERATURE,
+    weight: float = LS_WEIGHT,
+) -> dict[str, Any]:
+    """Return the keyword arguments of ``distillation_objective`` for ``method`` with the authors'
+    logit-standardization recipe (arXiv:2403.01427, used by arXiv:2408.07703 Table 5) applied to ``hyper``.
+
+    Besides z-scoring the logits (``logit_standardization=True``), the authors' ``--logit-stand`` switch sets the
+    temperature of every distillation term to ``temperature`` (2) and raises the weights by ``weight`` (9), per
+    method as in their ``tools/train.py``:
+
+    - "kd":  kd_weight := weight (set, not scaled: 0.9 becomes 9); kd_ce_weight unchanged
+    - "dkd": alpha, beta x weight
+    - "rld": alpha, beta x weight; alpha_temperature := temperature as well
+    - "rc":  rc_kd_weight, rc_weight x weight
+    - "la":  temperature only (the authors' LA term has no weight to scale)
+    - "ce":  unchanged (no distillation term)
+
+    Missing keys take ``DistillHyper``'s defaults; CE weights are never changed. "lr" has no such recipe.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "lr":
+        raise ValueError("logit_standardization is not defined for method 'lr' (label revision)")
+    out = asdict(DistillHyper(**dict(hyper or {})))
+    if method == "ce":
+        return out
+    tau = _check_positive("temperature", temperature)
+    w = _check_weight("weight", weight)
+    out["logit_standardization"] = True
+    out["temperature"] = tau
+    if method == "kd":
+        out["kd_weight"] = w
+    elif method in ("dkd", "rld"):
+        out["alpha"], out["beta"] = out["alpha"] * w, out["beta"] * w
+        if method == "rld":
+            out["alpha_temperature"] = tau
+    elif method == "rc":
+        out["rc_kd_weight"], out["rc_weight"] = out["rc_kd_weight"] * w, out["rc_weight"] * w
+    return out

@@ -30,7 +30,8 @@ def accuracy_table_markdown(rows: Sequence[dict[str, Any]], teacher: dict[str, A
 
 
 def sweep_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return per sweep level: teacher error and test accuracy, each method's mean accuracy, RLD - DKD and RLD - KD."""
+    """Return per sweep level: teacher error and test accuracy, each method's mean accuracy, and RLD - DKD,
+    RLD - KD and RLD - LA where those methods ran."""
     out = []
     for level in dict.fromkeys(r["level"] for r in rows):
         mine = [r for r in rows if r["level"] == level]
@@ -42,6 +43,8 @@ def sweep_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row["rld_minus_dkd"] = acc["rld"] - acc["dkd"]
         if "rld" in acc and "kd" in acc:
             row["rld_minus_kd"] = acc["rld"] - acc["kd"]
+        if "rld" in acc and "la" in acc:
+            row["rld_minus_la"] = acc["rld"] - acc["la"]
         out.append(row)
     return out
 
@@ -51,13 +54,14 @@ def sweep_markdown(rows: Sequence[dict[str, Any]], knob: str = "noisy") -> str:
     summary = sweep_summary(rows)
     methods = [k[4:] for k in summary[0] if k.startswith("acc_")]
     level_name = "label noise of the teacher" if knob == "noisy" else "teacher's training images"
+    diffs = ["dkd", "kd"] + (["la"] if any("rld_minus_la" in r for r in summary) else [])
     lines = [f"| {level_name} | teacher error on student-train (%) | teacher test (%) | "
-             + " | ".join(m.upper() for m in methods) + " | RLD − DKD (pt) | RLD − KD (pt) |",
-             "|---|---|---|" + "---|" * len(methods) + "---|---|"]
+             + " | ".join(m.upper() for m in methods) + " | "
+             + " | ".join(f"RLD − {d.upper()} (pt)" for d in diffs) + " |",
+             "|---|---|---|" + "---|" * (len(methods) + len(diffs))]
     for r in summary:
         accs = " | ".join(f"{100 * r[f'acc_{m}']:.1f}" for m in methods)
-        d1 = f"{100 * r['rld_minus_dkd']:+.1f}" if "rld_minus_dkd" in r else "—"
-        d2 = f"{100 * r['rld_minus_kd']:+.1f}" if "rld_minus_kd" in r else "—"
+        ds = " | ".join(f"{100 * r[f'rld_minus_{d}']:+.1f}" if f"rld_minus_{d}" in r else "—" for d in diffs)
         lines.append(f"| {r['level']:g} | {100 * r['teacher_error']:.1f} | {100 * r['teacher_test_acc']:.1f} | "
-                     f"{accs} | {d1} | {d2} |")
+                     f"{accs} | {ds} |")
     return "\n".join(lines)

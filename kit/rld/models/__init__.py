@@ -28,6 +28,7 @@ from kit.rld.models.resnet import (
 from kit.rld.models.shufflenetv2 import CifarShuffleNetV2, shufflenet_v2
 from kit.rld.models.vgg import CifarVGG, vgg8, vgg13
 from kit.rld.models.wrn import WideResNet, wrn_16_2, wrn_40_1, wrn_40_2
+from kit.rld.recipes import CIFAR_ALIASES
 
 MODELS: dict[str, Callable[..., PooledClassifier]] = {
     "resnet20": resnet20,
@@ -47,13 +48,7 @@ MODELS: dict[str, Callable[..., PooledClassifier]] = {
 }
 
 # Names the mdistiller / RLD configs (``DISTILLER.TEACHER`` / ``STUDENT``) and model files use for the same nets.
-ALIASES = {
-    "ResNet50": "resnet50",
-    "MobileNetV2": "mobile_half",
-    "ShuffleV2": "shufflenet_v2",
-    "vgg8_bn": "vgg8",
-    "vgg13_bn": "vgg13",
-}
+ALIASES = CIFAR_ALIASES
 
 
 def build_model(name: str, num_classes: int = 100) -> PooledClassifier:

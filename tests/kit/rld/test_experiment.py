@@ -29,6 +29,7 @@ def test_presets_follow_the_paper_recipe():
     assert (full.epochs, full.lr, full.batch_size, full.weight_decay, full.momentum) == (240, 0.05, 64, 5e-4, 0.9)
     assert [round(m * full.epochs) for m in full.lr_milestones] == [150, 180, 210]
     assert (full.alpha, full.beta, full.temperature, full.warmup, full.ce_weight) == (1.0, 8.0, 4.0, 20, None)
+    assert (full.teacher, full.student, full.dkd_alpha, full.dkd_beta) == ("resnet32x4", "resnet8x4", 1.0, 8.0)
     assert config.preset("tiny").warmup == 100 // 12
     with pytest.raises(ValueError, match="unknown methods"):
         config.preset("tiny", methods=("ce", "fitnet"))
@@ -163,12 +164,26 @@ def test_each_method_gets_its_own_ce_weight():
     from kit.rld.experiment import loss_hyper
     from kit.rld.losses import distillation_objective
 
-    hyper = loss_hyper(config.preset("tiny"))
+    cfg = config.preset("tiny")
     s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
     ce = torch.nn.functional.cross_entropy(s, y)
-    kd = distillation_objective("kd", s, t, y, 1000, **hyper)
+    kd = distillation_objective("kd", s, t, y, 1000, **loss_hyper(cfg, "kd"))
     assert kd["loss"].item() == pytest.approx(0.1 * ce.item() + 0.9 * kd["kd"].item(), rel=1e-5)
-    la = distillation_objective("la", s, t, y, 1000, **hyper)
+    la = distillation_objective("la", s, t, y, 1000, **loss_hyper(cfg, "la"))
     assert la["loss"].item() == pytest.approx(la["la"].item(), rel=1e-6)  # LA: the swapped KD term, no CE
-    rld = distillation_objective("rld", s, t, y, 1000, **hyper)
+    rld = distillation_objective("rld", s, t, y, 1000, **loss_hyper(cfg, "rld"))
     assert rld["loss"].item() == pytest.approx(ce.item() + rld["scd"].item() + 8 * rld["mcd"].item(), rel=1e-5)
+
+
+def test_sweep_report_compares_rld_with_la():
+    from kit.rld.report import sweep_markdown
+
+    rows = [{"level": lv, "teacher_error": e, "teacher_test_acc": 0.9, "method": m, "seed": 0, "accuracy": a}
+            for lv, e, accs in ((0.0, 0.01, {"dkd": 0.95, "la": 0.94, "rld": 0.95}),
+                                (0.4, 0.45, {"dkd": 0.60, "la": 0.90, "rld": 0.80}))
+            for m, a in accs.items()]
+    summary = sweep_summary(rows)
+    assert [round(r["rld_minus_la"], 6) for r in summary] == [0.01, -0.1]
+    md = sweep_markdown(rows)
+    assert "RLD − LA (pt)" in md and "| -10.0 |" in md and "RLD − KD (pt)" in md  # KD did not run: a dash
+    assert "RLD − LA" not in sweep_markdown([r for r in rows if r["method"] != "la"])
