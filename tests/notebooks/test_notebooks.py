@@ -28,7 +28,7 @@ EXPECTED_KEYS = {
     "trajectory/02_evaluate": {"config", "errors", "gits_search", "gits_wins", "reference"},
     "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits"},
     "rld/01_train": {"config", "accuracy", "students"},
-    "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary"},
+    "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary", "alpha_beta"},
     "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
     "t2i/01_train": {"config", "trained", "committed_samples"},
     "t2i/02_evaluate": {"config", "adherence", "gits_t2i", "attention_localisation"},
@@ -89,6 +89,9 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         assert abs(acc["rld"]["best_mean"] - acc["dkd"]["best_mean"]) < 0.02
         gains = [r["rld_minus_dkd"] for r in metrics["sweep_summary"]]
         assert gains[-1] > gains[0]  # RLD's lead over DKD grows with the teacher's error (Fig. 4)
+        grid = metrics["alpha_beta"]  # the alpha / beta grid: every cell trained, accuracies of a working student
+        assert len({(g["alpha"], g["beta"]) for g in grid}) == len(grid) >= 4
+        assert all(0.8 < g["accuracy"] <= 1.0 for g in grid)
     if path.parent.name == "rld" and path.stem == "03_explore":
         wrong = metrics["true_class_gradient"]["wrong teacher"]
         assert wrong["KD"] > 0 > wrong["RLD"]  # KD pushes the true logit down on a wrong teacher, RLD up
