@@ -1,19 +1,45 @@
-"""Shared diffusion core: EDM-convention denoisers, time schedules, probability-flow ODE solvers, preconditioning
-and the bridge to diffusers models."""
+"""Shared diffusion core: EDM-convention denoisers, time schedules, probability-flow ODE solvers, preconditioning,
+the bridge to diffusers models, and the text-to-image editing tools (attention control, token alignment, inversion,
+inpainting)."""
 
+from kit.diffusion.align import (
+    global_align,
+    prompt_refinement_mapper,
+    prompt_replacement_mapper,
+    refinement_mapper,
+    replacement_mapper,
+    word_positions,
+)
 from kit.diffusion.attention import (
     AttentionStore,
     RecordingAttnProcessor,
     ReplaceCrossAttention,
     ReweightTokens,
+    attention_control,
     find_attention_store,
     register_attention_store,
+)
+from kit.diffusion.attention_edits import (
+    ComposeEdits,
+    InjectSelfAttention,
+    RefineCrossAttention,
+    RestrictEdit,
+    WordSwapCrossAttention,
+    step_window,
 )
 from kit.diffusion.denoisers import (
     EmpiricalDenoiser,
     GaussianDenoiser,
     GaussianMixtureDenoiser,
     as_sigma_batch,
+)
+from kit.diffusion.editing import (
+    ddim_grid,
+    ddim_invert,
+    encode_image,
+    inpaint,
+    null_text_invert,
+    reconstruct,
 )
 from kit.diffusion.hf import from_diffusers, sigma_to_timestep, timestep_to_sigma
 from kit.diffusion.precond import EDMPrecond, MLPDenoiserNet, edm_loss
@@ -45,6 +71,25 @@ from kit.diffusion.text import (
 )
 
 __all__ = [
+    "global_align",
+    "prompt_refinement_mapper",
+    "prompt_replacement_mapper",
+    "refinement_mapper",
+    "replacement_mapper",
+    "word_positions",
+    "attention_control",
+    "ComposeEdits",
+    "InjectSelfAttention",
+    "RefineCrossAttention",
+    "RestrictEdit",
+    "WordSwapCrossAttention",
+    "step_window",
+    "ddim_grid",
+    "ddim_invert",
+    "encode_image",
+    "inpaint",
+    "null_text_invert",
+    "reconstruct",
     "AttentionStore",
     "RecordingAttnProcessor",
     "ReplaceCrossAttention",

@@ -28,6 +28,7 @@ __all__ = [
     "GAP_FILLS",
     "prompt_token_ids",
     "word_token_ids",
+    "word_positions",
     "global_align",
     "refinement_mapper",
     "replacement_mapper",
@@ -265,6 +266,17 @@ def word_token_ids(tokenizer, prompt: str) -> tuple[list[list[int]], int]:
         if ids[prefix: prefix + len(flat)] == flat:
             return words, prefix
     raise ValueError(f"the words of {prompt!r} tokenized one by one ({flat}) are not the prompt's tokens ({ids})")
+
+
+def word_positions(tokenizer, prompt: str) -> list[list[int]]:
+    """Return, for each whitespace-separated word of ``prompt``, its positions in the padded token sequence (the
+    last axis of cross-attention probabilities): ``<bos>`` is position 0, so a one-token word i sits at i + 1."""
+    words, prefix = word_token_ids(tokenizer, prompt)
+    out, at = [], prefix
+    for w in words:
+        out.append(list(range(at, at + len(w))))
+        at += len(w)
+    return out
 
 
 def prompt_replacement_mapper(tokenizer, source: str, target: str) -> Tensor:

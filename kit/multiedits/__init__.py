@@ -1,8 +1,13 @@
 """MultiEdits / ParallelEdits (arXiv:2406.00985): editing several aspects of one image in one denoising pass.
 
-Built so far: the inversion-free DDCM sampler (:mod:`kit.multiedits.sampler`) and edit actions, aspects and
-cumulative branch prompts (:mod:`kit.multiedits.aspects`). The grouping pass, attention control, local blending,
-metrics, notebooks and widgets are still to come (issue 11).
+- :mod:`kit.multiedits.sampler`: the inversion-free DDCM sampler;
+- :mod:`kit.multiedits.aspects`: edit actions (PIE-Bench++ ``edit_action``), aspects and cumulative branch prompts;
+- :mod:`kit.multiedits.grouping`: token maps, the overlap coefficient, rigid / non-rigid / global groups;
+- :mod:`kit.multiedits.control`: the multi-branch cross- and self-attention control and local blending;
+- :mod:`kit.multiedits.editor`: :func:`edit` (ParallelEdits), :func:`sequential_edit` and :func:`single_branch_edit`;
+- :mod:`kit.multiedits.experiment`: ShapesWorld multi-aspect cases and the oracle's scores.
+
+Still to come (issue 11): the real-image metrics (DINO, CLIP, LPIPS), PIE-Bench++ runs, notebooks and widgets.
 """
 
 from kit.multiedits.aspects import (
@@ -15,6 +20,8 @@ from kit.multiedits.aspects import (
     parse_edit_action,
     shapes_aspect_mapping,
 )
+from kit.multiedits.editor import EditOptions, EditResult, edit, sequential_edit, single_branch_edit
+from kit.multiedits.grouping import Grouping, group_aspects, overlap, token_maps
 from kit.multiedits.sampler import (
     REFERENCES,
     DDCMResult,
@@ -24,7 +31,8 @@ from kit.multiedits.sampler import (
     reference_indices,
 )
 
-__status__ = "in progress"  # sampler and aspects only; grouping, attention control, notebooks to come
+__status__ = "in progress"  # the editor and the offline experiment; notebooks, widgets, real-image metrics to come
 
 __all__ = ["Aspect", "EditAction", "apply_edits", "aspects", "branch_prompts", "edit_actions_from_captions",
-           "parse_edit_action", "shapes_aspect_mapping", "REFERENCES", "DDCMResult", "ddcm_sample", "ddcm_step", "eps_from_output", "reference_indices"]
+           "parse_edit_action", "shapes_aspect_mapping", "EditOptions", "EditResult", "edit", "sequential_edit",
+           "single_branch_edit", "Grouping", "group_aspects", "overlap", "token_maps", "REFERENCES", "DDCMResult", "ddcm_sample", "ddcm_step", "eps_from_output", "reference_indices"]

@@ -154,12 +154,16 @@ class Aspect:
 
 def aspects(actions: Sequence[EditAction], aspect_mapping: Mapping[str, Sequence[str]] | str | None) -> list[Aspect]:
     """Return one :class:`Aspect` per action: an action whose phrase contains an object of ``aspect_mapping`` (or
-    one of its attribute words) edits that object; any other action is global (style, background)."""
+    one of its attribute words) edits that object (a swap "square" -> "triangle" edits the triangle, as in the
+    authors' code; the replaced words are searched only when the phrase names no object); any other action is global
+    (style, background)."""
     mapping = json.loads(aspect_mapping) if isinstance(aspect_mapping, str) else dict(aspect_mapping or {})
     out = []
-    for a in actions:
-        phrase = set(_words(a.phrase)) | set(a.source_words)
-        objs = tuple(o for o, attrs in mapping.items() if o in phrase or phrase & set(attrs))
+    def objects_in(words: set[str]) -> tuple[str, ...]:
+        return tuple(o for o, attrs in mapping.items() if o in words or words & set(attrs))
+
+    for a in actions:  # the phrase's own words first (a swap's new object), then the words it replaces
+        objs = objects_in(set(_words(a.phrase))) or objects_in(set(a.source_words))
         if not objs:
             out.append(Aspect(a, (a.phrase,), (), True))
         elif a.kind == "swap":

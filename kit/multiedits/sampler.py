@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["REFERENCES", "ddcm_step", "eps_from_output", "reference_indices", "DDCMResult", "ddcm_sample"]
+__all__ = ["REFERENCES", "REFERENCE_EPS", "ddcm_step", "eps_from_output", "reference_indices", "DDCMResult", "ddcm_sample"]
 
 REFERENCES = ("previous", "code_order")
+REFERENCE_EPS = ("reference", "source")
 
 
 def eps_from_output(out: Tensor, x: Tensor, abar: Tensor | float, prediction_type: str) -> Tensor:
@@ -99,7 +100,9 @@ Predict = Callable[[Tensor, Tensor, int], Tensor]
 def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Tensor, abar: Tensor,
                 num_branches: int, *, switch_step: int = 7, reference: str = "previous",
                 generator: torch.Generator | None = None,
-                blend: Callable[[int, Tensor, Tensor], Tensor] | None = None) -> DDCMResult:
+                blend: Callable[[int, Tensor, Tensor], Tensor] | None = None,
+                references: Callable[[int], Sequence[int]] | None = None,
+                reference_eps: str = "reference") -> DDCMResult:
     """Return the :class:`DDCMResult` of editing the clean ``source`` latent [1, c, h, w] with ``num_branches``.
 
     ``timesteps`` [n] (descending) and ``abar`` [n + 1] (noise level at each timestep, then the clean end: a
@@ -107,8 +110,18 @@ def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Ten
     sqrt(abar_0) source + sqrt(1 - abar_0) z. ``predict`` sees the batch [reference rows of the source..., branches]
     as described at :data:`Predict`. A branch referencing another branch uses that branch's current latent as r_t
     and its last x0_hat as r0, and that branch's noise prediction as eps_r. ``blend(step, x_prev [K, ...],
-    r_prev [K, ...]) -> x_prev`` may mix each branch with its reference after the step (local blending).
+    source_prev [1, ...]) -> x_prev`` may mix the branches' new latents with each other or with the source's new
+    latent after the step (local blending).
+
+    ``references(step) -> [K ints]`` overrides the wiring of ``switch_step`` / ``reference`` (the reference of each
+    branch at that step: -1 the source, else a branch index), e.g. for ParallelEdits' mutual branches.
+    ``reference_eps``: "reference" (default, ``[PROPOSED]``) uses the referenced branch's own noise prediction as
+    eps_r, so a branch that predicts what its reference predicts stays on it; "source" uses the source's
+    prediction for every branch, as the authors' code does (a branch referencing an edited branch then counts
+    that branch's edits twice: once in r0, once in eps - eps_source).
     """
+    if reference_eps not in REFERENCE_EPS:
+        raise ValueError(f"reference_eps must be one of {REFERENCE_EPS}, got {reference_eps!r}")
     if source.ndim != 4 or source.shape[0] != 1:
         raise ValueError(f"source must be one clean latent [1, c, h, w], got {tuple(source.shape)}")
     ts = torch.as_tensor(timesteps)
@@ -132,15 +145,17 @@ def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Ten
         if eps_all.shape[0] != 1 + k:
             raise ValueError(f"predict must return {1 + k} rows (source + branches), got {eps_all.shape[0]}")
         eps_src, eps = eps_all[:1], eps_all[1:]
-        refs = reference_indices(k, i, switch_step, reference)
+        refs = reference_indices(k, i, switch_step, reference) if references is None else list(references(i))
+        if len(refs) != k or any(not -1 <= j < k for j in refs):
+            raise ValueError(f"references({i}) must give {k} indices in [-1, {k}), got {refs}")
         r = torch.cat([src_t if j < 0 else x[j:j + 1] for j in refs])
         r0 = torch.cat([source if j < 0 else x0_last[j:j + 1] for j in refs])
-        eps_r = torch.cat([eps_src if j < 0 else eps[j:j + 1] for j in refs])
+        eps_r = torch.cat([eps_src if (j < 0 or reference_eps == "source") else eps[j:j + 1] for j in refs])
         z = noise()
-        x_prev, r_prev, x0_hat = ddcm_step(x, r, r0, eps, eps_r, a, a_prev, z)
-        if blend is not None:
-            x_prev = blend(i, x_prev, r_prev)
+        x_prev, _, x0_hat = ddcm_step(x, r, r0, eps, eps_r, a, a_prev, z)
         src_t = a_prev.sqrt().to(source.dtype) * source + (1 - a_prev).sqrt().to(source.dtype) * z
+        if blend is not None:
+            x_prev = blend(i, x_prev, src_t)
         x, x0_last = x_prev, x0_hat
         steps.append(x0_hat)
         refs_log.append(refs)

@@ -89,6 +89,30 @@ def test_an_edit_moves_the_branches_and_later_branches_build_on_earlier_ones():
     assert torch.equal(seeded.x0, out.x0)
 
 
+def test_source_eps_counts_the_referenced_branch_edit_twice_and_custom_references_are_used():
+    ts, abar = _grid()
+    source = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    shift = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)  # source, branch 0 (edit A), branch 1 (A + B)
+
+    def model(x, t, step):
+        return _model(x, t, step) - shift[: x.shape[0]].view(-1, 1, 1, 1)
+
+    def run(**kw):
+        return ddcm_sample(model, source, ts, abar, 2, switch_step=2, generator=torch.Generator().manual_seed(0),
+                           **kw).x0.mean(dim=(1, 2, 3))
+
+    own, code = run(), run(reference_eps="source")
+    torch.testing.assert_close(own[0], code[0])  # branch 0 references the source either way
+    assert float(code[1]) > float(own[1]) + 0.1  # eps - eps_source adds A again on top of branch 0's x0
+    # a callable wiring: both branches always reference the source -> branch 1 = the A + B edit of the source alone
+    alone = run(references=lambda step: [-1, -1])
+    assert float(own[1]) != float(alone[1])
+    with pytest.raises(ValueError, match=r"references\(0\) must give 2 indices"):
+        run(references=lambda step: [-1])
+    with pytest.raises(ValueError, match="reference_eps must be one of"):
+        run(reference_eps="mutual")
+
+
 def test_bad_inputs_are_named():
     ts, abar = _grid()
     with pytest.raises(ValueError, match="source must be one clean latent"):
