@@ -20,7 +20,7 @@ from kit.multiedits.aspects import (
     parse_edit_action,
     shapes_aspect_mapping,
 )
-from kit.multiedits.editor import EditOptions, EditResult, edit, sequential_edit, single_branch_edit
+from kit.multiedits.editor import EditOptions, EditResult, edit, group, sequential_edit, single_branch_edit
 from kit.multiedits.grouping import Grouping, group_aspects, overlap, token_maps
 from kit.multiedits.sampler import (
     REFERENCES,
@@ -34,5 +34,5 @@ from kit.multiedits.sampler import (
 __status__ = "in progress"  # the editor and the offline experiment; notebooks, widgets, real-image metrics to come
 
 __all__ = ["Aspect", "EditAction", "apply_edits", "aspects", "branch_prompts", "edit_actions_from_captions",
-           "parse_edit_action", "shapes_aspect_mapping", "EditOptions", "EditResult", "edit", "sequential_edit",
+           "parse_edit_action", "shapes_aspect_mapping", "EditOptions", "EditResult", "edit", "group", "sequential_edit",
            "single_branch_edit", "Grouping", "group_aspects", "overlap", "token_maps", "REFERENCES", "DDCMResult", "ddcm_sample", "ddcm_step", "eps_from_output", "reference_indices"]

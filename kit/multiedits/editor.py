@@ -40,7 +40,7 @@ from kit.multiedits.control import LocalBlend, branch_attention_edit, branch_map
 from kit.multiedits.grouping import NORMALIZATIONS, Grouping, group_aspects, token_maps
 from kit.multiedits.sampler import REFERENCE_EPS, REFERENCES, DDCMResult, ddcm_sample, eps_from_output
 
-__all__ = ["EditOptions", "EditResult", "BranchRun", "run_branches", "edit", "sequential_edit",
+__all__ = ["EditOptions", "EditResult", "BranchRun", "edit_grid", "run_branches", "group", "edit", "sequential_edit",
            "single_branch_edit", "prepare_aspects"]
 
 SELF_CONTROLS = ("rigid", "all", "none")
@@ -74,6 +74,7 @@ class EditOptions:
     map_normalization: str = "max"       # the code's; "minmax" [PROPOSED] for maps with a high floor (ShapesWorld)
     blend: bool = True
     max_map_pixels: int = 32 * 32        # layers recorded for the maps and the blend (<= 32 x 32 queries)
+    keep_heads: bool = False             # keep every head's maps (the explorer's head slider), not their mean
 
     def __post_init__(self) -> None:
         checks = {"map_normalization": NORMALIZATIONS, "reference": REFERENCES, "reference_eps": REFERENCE_EPS, "mutual_guidance": MUTUAL_GUIDANCE,
@@ -125,6 +126,25 @@ class BranchRun:
         return self.sample.x0_steps[:, 0::2]
 
 
+def edit_grid(pipe, num_inference_steps: int, original_inference_steps: int = 50):
+    """Return the step grid (timesteps [n], abar [n + 1]) the editor walks: an ``LCMScheduler``'s own timesteps
+    (``original_inference_steps`` 50, as the authors' demo sets) when the pipeline has one, as with the paper's LCM
+    Dreamshaper v7; otherwise the DDIM grid of the pipeline's noise schedule."""
+    from kit.diffusion.editing import DDIMGrid, ddim_grid
+
+    sched = pipe.scheduler
+    if type(sched).__name__ != "LCMScheduler":
+        return ddim_grid(pipe, num_inference_steps)
+    from diffusers import LCMScheduler
+
+    lcm = LCMScheduler.from_config(sched.config)
+    lcm.set_timesteps(num_inference_steps, original_inference_steps=original_inference_steps)
+    ts = lcm.timesteps.clone()
+    abar_all = lcm.alphas_cumprod.to(torch.float64)
+    levels = [abar_all[int(t)] for t in ts] + [torch.as_tensor(lcm.final_alpha_cumprod, dtype=torch.float64)]
+    return DDIMGrid(ts, torch.stack(levels))
+
+
 def _references(k: int, switch_step: int, reference: str):
     """Return references(step) for the branch rows [t_0, m_0, ...] (indices into those rows, -1 the source)."""
     def refs(step: int) -> list[int]:
@@ -151,7 +171,6 @@ def run_branches(pipe, source: Tensor, prompts: Sequence[str], *, rigid: Sequenc
     mapper, self-attention control under ``self_control="rigid"``) where ``rigid[k]``, blending the words
     ``blend_words[k]`` locally."""
     from kit.diffusion.attention import AttentionStore, attention_control
-    from kit.diffusion.editing import ddim_grid
     from kit.diffusion.t2i import _GuidedModel
 
     k = len(prompts) - 1
@@ -174,12 +193,12 @@ def run_branches(pipe, source: Tensor, prompts: Sequence[str], *, rigid: Sequenc
     guided = any(w != 1.0 for w in row_w)
     uncond = pipe.encode_prompt([""] * len(row_prompts)) if guided else None
     model = _GuidedModel(pipe.unet, cond, uncond, torch.tensor(row_w))
-    grid = ddim_grid(pipe, num_inference_steps)
+    grid = edit_grid(pipe, num_inference_steps)
     pred_type = pipe.scheduler.config.prediction_type
     mappers = branch_mappers(pipe.tokenizer, prompts, rigid, gap_fill=o.gap_fill, text_encoder=pipe.text_encoder)
     edit = branch_attention_edit(mappers, self_control, len(grid), cross_replace=o.cross_replace,
                                  self_replace=o.self_replace)
-    store = AttentionStore(max_query_pixels=o.max_map_pixels)
+    store = AttentionStore(max_query_pixels=o.max_map_pixels, average_heads=not o.keep_heads)
     blend = LocalBlend(store, pipe.tokenizer, prompts, mappers, grid.abar, blend_words, thresh_e=o.thresh_e,
                        thresh_m=o.thresh_m, temperature=o.temperature) if o.blend else None
 
@@ -268,6 +287,15 @@ def _grouping_pass(pipe, source: Tensor, source_prompt: str, target_prompt: str,
     return group_aspects(items, source_prompt.split(), target_prompt.split(), src_maps, tgt_maps, tau=o.tau,
                          global_fraction=o.global_fraction, rigid_overlap=o.rigid_overlap,
                          min_overlap=o.min_overlap)
+
+
+def group(pipe, image, source_prompt: str, target_prompt: str, *, edit_action=None, aspect_mapping=None,
+          seed: int = 0, options: EditOptions | None = None, **opts: Any) -> Grouping:
+    """Return the :class:`kit.multiedits.grouping.Grouping` of an edit: the grouping pass alone (what :func:`edit`
+    does before its branches run)."""
+    o = _options(options, opts)
+    items = prepare_aspects(source_prompt, target_prompt, edit_action, aspect_mapping)
+    return _grouping_pass(pipe, _source_latent(pipe, image), source_prompt, target_prompt, items, o, seed)
 
 
 def _result(pipe, run: BranchRun, prompts: list[str], grouping: Grouping | None, groups: list[list[str]],

@@ -36,6 +36,9 @@ EXPECTED_KEYS = {
     "nlran/01_train": {"config", "trained", "test", "committed_rows"},
     "nlran/02_evaluate": {"config", "comparison", "paper", "heatmap_scores", "am1_beats_cam", "lesion_share"},
     "nlran/03_explore": {"phantom", "painter"},
+    "multiedits/01_train": {"config", "cases", "grouping", "example"},
+    "multiedits/02_evaluate": {"config", "identity", "rows", "summary", "parallel_vs_sequential"},
+    "multiedits/03_explore": {"config", "edit"},
 }
 
 
@@ -95,6 +98,11 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "rld" and path.stem == "03_explore":
         wrong = metrics["true_class_gradient"]["wrong teacher"]
         assert wrong["KD"] > 0 > wrong["RLD"]  # KD pushes the true logit down on a wrong teacher, RLD up
+    if path.parent.name == "multiedits" and path.stem == "02_evaluate":
+        assert float(metrics["identity"]["psnr"]) >= 30.0  # the identity edit returns the source (issue 11's bar; inf is stored as "inf")
+        table = {(r["method"], r["n_aspects"]) for r in metrics["summary"]}
+        assert table == {(m, n) for m in ("parallel", "sequential", "single") for n in (1, 2)}
+        assert all(0.0 <= r["aspacc"] <= 1.0 and r["seconds"] > 0 for r in metrics["summary"])
     if path.parent.name == "t2i" and path.stem == "02_evaluate":
         single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the issue's bars
         assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8

@@ -31,6 +31,9 @@ RUNS = [
     ("nlran/01_train", {"model": "resnet18", "epochs": 1, "n_train": 24}),
     ("nlran/01_train", {"model": "resnet18_cbam", "epochs": 1, "n_train": 24}),
     ("t2i/03_explore", {"preset": "shapes"}),
+    ("multiedits/01_train", {"kinds": "mixed"}),
+    ("multiedits/02_evaluate", {"kinds": "mixed", "n_cases": 1}),
+    ("multiedits/03_explore", {"preset": "shapes"}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
@@ -42,6 +45,11 @@ EXEMPT = {
     ("*", "pretrained", "stable-diffusion-v1-5/stable-diffusion-v1-5"): _HUB,
     ("t2i/01_train", "preset", "shapes"): "the committed model's 2,800-step recipe (about 40 CPU minutes); the tiny "
                                           "preset runs the same training code",
+    ("multiedits/01_train", "preset", "shapes"): "the README's study sets (8 edits per number of aspects); the tiny "
+                                                 "preset runs the same code on 2",
+    ("multiedits/02_evaluate", "preset", "shapes"): "the README's study (3 editors on 24 edits, about 20 CPU minutes); "
+                                                    "the tiny preset runs the same code on 4",
+    ("*", "pretrained", "SimianLuo/LCM_Dreamshaper_v7"): _HUB,
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }

@@ -99,6 +99,10 @@ def test_oracle_scores_an_unchanged_image_and_the_true_target():
     target_img = render(case.multi.target, 32)[0]
     assert aspect_hits(target_img, case.multi) == [True, True]
     assert aspect_hits(case.image, case.multi) == [False, False]
+    for mixed in shapes_cases(6, 2, seed=6, kinds="mixed"):  # shape, size, add and remove aspects too
+        truth = render(mixed.multi.target, 32)[0]
+        assert all(aspect_hits(truth, mixed.multi)), [s.kind for s in mixed.multi.steps]
+        assert not any(aspect_hits(mixed.image, mixed.multi)), [s.kind for s in mixed.multi.steps]
     changed = case.multi.mask(32)
     assert unedited_scores(target_img, case.image, changed)["psnr"] == float("inf")
     noisy = np.clip(case.image.astype(int) + 10, 0, 255).astype(np.uint8)

@@ -1,0 +1,106 @@
+"""Presets of the MultiEdits series: "tiny" (CI: a few ShapesWorld edits, few steps), "shapes" (the notebooks'
+offline study on the committed ShapesWorld model) and "full" (the paper's setting: LCM Dreamshaper v7 through
+diffusers ``from_pretrained``, 512 px, PIE-Bench++ from ``data_dir``, on a GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from kit.core.presets import preset as _preset
+from kit.multiedits.editor import EditOptions
+from kit.multiedits.experiment import KIND_SETS, METHODS
+
+
+@dataclass(frozen=True)
+class MultiEditsConfig:
+    """Everything a MultiEdits run depends on; build it with :func:`preset`. Editor fields are those of
+    :class:`kit.multiedits.editor.EditOptions` (see :func:`edit_options`)."""
+
+    seed: int = 0
+    device: str = "auto"
+    pretrained: str | None = None  # "full": an LCM / SD 1.x folder or hub id (downloads only when asked)
+    data_dir: str | None = None  # PIE-Bench++ (parquet per config, or its JSON export)
+    # the offline study: ShapesWorld cases per number of aspects, and which editors run
+    n_cases: int = 8
+    n_aspects: tuple[int, ...] = (1, 2, 3)
+    kinds: str = "colour"
+    methods: tuple[str, ...] = METHODS
+    resolution: int = 32
+    # the editor (the authors' demo values unless noted)
+    num_inference_steps: int = 15
+    group_steps: int = 5
+    guidance_scale: float = 3.0
+    source_guidance_scale: float = 1.0
+    cross_replace: float = 0.7
+    self_replace: float = 0.7
+    thresh_e: float = 0.5
+    thresh_m: float = 0.8
+    temperature: float = 0.15
+    switch_step: int = 7
+    reference: str = "previous"
+    reference_eps: str = "reference"
+    mutual_guidance: str = "reference"
+    self_control: str = "rigid"
+    gap_fill: str = "cosine"
+    tau: int = 100
+    global_fraction: float = 0.8
+    rigid_overlap: float = 0.9
+    min_overlap: float = 0.1
+    map_resolution: int = 256
+    # [PROPOSED] for ShapesWorld: the small model's word maps sit on a high floor (a word's map is above 100/255
+    # of its maximum over most of a 32 px image), so they are min-max scaled before the 0..255 thresholds
+    map_normalization: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.kinds not in KIND_SETS:
+            raise ValueError(f"kinds must be one of {sorted(KIND_SETS)}, got {self.kinds!r}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+        if not self.n_aspects or any(n not in (1, 2, 3) for n in self.n_aspects):
+            raise ValueError(f"n_aspects must hold numbers of aspects among 1, 2, 3, got {self.n_aspects!r}")
+        if self.n_cases < 1:
+            raise ValueError(f"n_cases must be >= 1, got {self.n_cases}")
+        edit_options(self)  # the editor's own checks
+
+
+def edit_options(cfg: MultiEditsConfig) -> EditOptions:
+    """Return the :class:`EditOptions` of ``cfg`` (every field the two share)."""
+    names = {f.name for f in fields(EditOptions)} & {f.name for f in fields(MultiEditsConfig)}
+    return EditOptions(**{n: getattr(cfg, n) for n in names})
+
+
+PRESETS = {
+    "tiny": {"n_cases": 2, "n_aspects": (1, 2), "num_inference_steps": 6, "group_steps": 2, "switch_step": 3,
+             "map_resolution": 32, "map_normalization": "minmax"},
+    "shapes": {"map_resolution": 64, "map_normalization": "minmax"},
+    "full": {"pretrained": "SimianLuo/LCM_Dreamshaper_v7", "resolution": 512, "n_cases": 700},
+}
+
+
+def preset(name: str = "shapes", **overrides) -> MultiEditsConfig:
+    """Return the :class:`MultiEditsConfig` of preset ``name`` ("tiny", "shapes" or "full") with ``overrides``."""
+    return _preset(MultiEditsConfig, PRESETS, name, **overrides)
+
+
+def load_pipeline(cfg: MultiEditsConfig, device: str | None = None):
+    """Return the editor's pipeline: the committed ShapesWorld model, or with ``cfg.pretrained`` an LCM / SD 1.x
+    folder or hub id through ``from_pretrained`` (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA)."""
+    import torch
+
+    from kit.core.device import pick_device
+
+    dev = pick_device(device or cfg.device)
+    if cfg.pretrained is None:
+        from kit.diffusion.t2i import load_shapes_pipeline
+
+        return load_shapes_pipeline(device=dev, solver=None)
+    from kit.diffusion.t2i import from_pretrained_sd
+
+    scheduler = None
+    if "lcm" in cfg.pretrained.lower():
+        from diffusers import LCMScheduler
+
+        scheduler = LCMScheduler.from_pretrained(cfg.pretrained, subfolder="scheduler")
+    dtype = torch.float16 if torch.device(dev).type == "cuda" else torch.float32
+    return from_pretrained_sd(cfg.pretrained, scheduler=scheduler, torch_dtype=dtype).to(dev)
