@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EditAction", "Aspect", "parse_edit_action", "edit_actions_from_captions", "aspects", "apply_edits",
+__all__ = ["EditAction", "Aspect", "parse_edit_action", "resolve_positions", "edit_actions_from_captions", "aspects",
+           "apply_edits",
            "branch_prompts", "shapes_aspect_mapping"]
 
 ADD, DELETE = "+", "-"
@@ -92,6 +93,27 @@ def edit_actions_from_captions(source: str, target: str) -> list[EditAction]:
             out.append(EditAction(" ".join(t[j1:j2]), i1, ADD))
         elif op == "delete":
             out.append(EditAction(" ".join(s[i1:i2]), i1, DELETE))
+    return out
+
+
+def resolve_positions(source: str, actions: Sequence[EditAction]) -> list[EditAction]:
+    """Return ``actions`` with each swap's or deletion's ``position`` moved to where its source words really start
+    in ``source`` (the occurrence nearest the given position). The authors' code locates these by string search,
+    so annotations may point at the changed word inside the phrase rather than at the phrase's first word (ours
+    do: "big white cross" -> "big green cross" at the index of "white"); insertions keep their index, which the
+    code uses as given. A phrase that does not occur raises ``ValueError``."""
+    import dataclasses
+
+    words, out = _words(source), []
+    for a in actions:
+        src = a.source_words
+        if src and words[a.position:a.position + len(src)] != src:
+            starts = [i for i in range(len(words) - len(src) + 1) if words[i:i + len(src)] == src]
+            if not starts:
+                raise ValueError(f"the source prompt {source!r} does not contain {' '.join(src)!r} "
+                                 f"(edit action {a.phrase!r})")
+            a = dataclasses.replace(a, position=min(starts, key=lambda i: (abs(i - a.position), i)))
+        out.append(a)
     return out
 
 

@@ -34,6 +34,7 @@ from kit.multiedits.aspects import (
     branch_prompts,
     edit_actions_from_captions,
     parse_edit_action,
+    resolve_positions,
     shapes_aspect_mapping,
 )
 from kit.multiedits.control import LocalBlend, branch_attention_edit, branch_mappers, row_layout
@@ -244,7 +245,7 @@ def prepare_aspects(source_prompt: str, target_prompt: str, edit_action=None, as
     for name, p in (("source_prompt", source_prompt), ("target_prompt", target_prompt)):
         if not isinstance(p, str) or not p.strip():
             raise ValueError(f"{name} must be a non-empty string, got {p!r}")
-    actions = parse_edit_action(edit_action) if edit_action is not None else \
+    actions = resolve_positions(source_prompt, parse_edit_action(edit_action)) if edit_action is not None else \
         edit_actions_from_captions(source_prompt, target_prompt)
     if edit_action is not None and apply_edits(source_prompt, actions).split() != target_prompt.split():
         raise ValueError(f"edit_action turns the source prompt into {apply_edits(source_prompt, actions)!r}, not the "

@@ -89,3 +89,16 @@ def test_shapesworld_captions_give_actions_mapping_and_aspects():
     assert [(a.kind, a.position, a.phrase) for a in added] == [("add", 4, "above a small white cross")]
     with pytest.raises(ValueError, match="must not be empty"):
         edit_actions_from_captions("", "a big red circle")
+
+
+def test_resolve_positions_moves_swaps_to_their_phrase_and_keeps_insertions():
+    from kit.multiedits.aspects import resolve_positions
+
+    src = "a big white cross above a small blue square"
+    acts = parse_edit_action({"big green cross": {"position": 2, "edit_type": 6, "action": "big white cross"},
+                              "red": {"position": 4, "edit_type": 2, "action": "+"}})
+    fixed = resolve_positions(src, acts)
+    assert [(a.phrase, a.position) for a in fixed] == [("big green cross", 1), ("red", 4)]
+    assert apply_edits(src, fixed) == "a big green cross red above a small blue square"  # inserted before word 4
+    with pytest.raises(ValueError, match="does not contain 'huge cross'"):
+        resolve_positions(src, parse_edit_action({"x": {"position": 0, "action": "huge cross"}}))

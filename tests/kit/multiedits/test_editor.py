@@ -129,3 +129,22 @@ def test_bad_inputs_are_named(pipe, image):
     big = np.asarray(render(Scene((ShapeObject("circle", "red", "big", 0.5, 0.5),)), 64)[0])
     res = edit(pipe, big, "a big red circle", "a big blue circle", **FAST)  # a 64 px image is resized to 32
     assert res.image.size == (32, 32)
+
+
+def test_pie_bench_pp_rows_in_the_published_layout_are_edited_with_their_annotations(pipe, tmp_path):
+    from kit.data.benchmarks import load_pie_bench_pp
+    from kit.data.shapes_export import export_pie_bench_pp
+    from kit.multiedits.experiment import evaluate_pie
+
+    cases = shapes_cases(2, 2, seed=7)
+    export_pie_bench_pp([c.multi for c in cases], tmp_path, resolution=32)
+    examples = load_pie_bench_pp(tmp_path)
+    assert {e.source_prompt for e in examples} == {c.source for c in cases}
+    rows = evaluate_pie(pipe, examples, ("parallel",), progress=False,
+                        scorers={"edited_pixels": lambda im, src, ex: float(np.asarray(ex.mask).mean())}, **FAST)
+    assert len(rows) == 2 and all(r["n_aspects"] == 2 and r["method"] == "parallel" for r in rows)
+    assert all(np.isfinite(r["psnr"]) and 0 < r["edited_pixels"] < 1 and np.isnan(r["aspacc"]) for r in rows)
+    with pytest.raises(ValueError, match="unknown methods"):
+        evaluate_pie(pipe, examples, ("fast",), progress=False)
+    with pytest.raises(FileNotFoundError, match="PIE-Bench\\+\\+ path not found"):
+        load_pie_bench_pp(tmp_path / "cases")
