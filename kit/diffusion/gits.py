@@ -60,6 +60,8 @@ def teacher_trajectory(
     ``solver`` (iPNDM, 4th-order Adams-Bashforth with fixed coefficients, by default); ``eps[k] = (xs[k] -
     D(xs[k], grid[k])) / grid[k]`` is the plain denoiser direction at each teacher state, not the multistep
     combination the solver stepped with (so the solver must record D at its own states: not ``"unipc"``).
+    Runs without autograd: a denoiser that is not ``no_grad`` itself (a guided text-to-image model) would otherwise
+    keep every network call's activations alive through xs and eps, gigabytes for a UNet.
     """
     grid = _check_grid(grid)
     _check_warmup(x_warmup)
@@ -67,7 +69,8 @@ def teacher_trajectory(
         raise ValueError(
             "solver 'unipc' records D at its predicted points, not at xs; use another teacher solver"
         )
-    _, xs, denoised = sample(denoiser, x_warmup, grid, solver=solver, return_trajectory=True)
+    with torch.no_grad():
+        _, xs, denoised = sample(denoiser, x_warmup, grid, solver=solver, return_trajectory=True)
     G = grid.numel()
     if xs.shape[0] != G or denoised.shape[0] != G - 1:
         raise ValueError(
