@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["KIND_SETS", "METHODS", "shapes_cases", "aspect_hits", "unedited_scores", "Case", "evaluate",
-           "evaluate_pie", "summary"]
+           "evaluate_pie", "pie_scorers", "summary"]
 
 KIND_SETS = {"colour": ("colour",), "mixed": ("colour", "shape", "size", "add", "remove")}
 METHODS = ("parallel", "sequential", "single")
@@ -173,6 +173,29 @@ def evaluate_pie(pipe, examples: Sequence, methods: Sequence[str] = METHODS, *, 
             row.update({name: float(fn(edited, source, ex)) for name, fn in scorers.items()})
             rows.append(row)
     return rows
+
+
+def pie_scorers(clip=None, dino=None, lpips_model=None) -> dict:
+    """Return the PIE-Bench scorers for :func:`evaluate_pie` from built models (:mod:`kit.multiedits.metrics`:
+    ``build_clip``, ``build_dino``, ``build_lpips``; each loads pretrained weights, so only on request):
+    CLIP score of the whole edit and of its edited part, D-CLIP and AspAcc-CLIP (``[PROPOSED]``, as "aspacc"),
+    DINO structure distance, and SSIM / LPIPS of the unedited part."""
+    from kit.multiedits import metrics as M
+    from kit.multiedits.aspects import parse_edit_action, resolve_positions
+
+    out = {}
+    if clip is not None:
+        out["clip_whole"] = lambda im, src, ex: M.clip_score(im, ex.target_prompt, clip)
+        out["clip_edited"] = lambda im, src, ex: M.clip_score(im, ex.target_prompt, clip, mask=ex.mask)
+        out["d_clip"] = lambda im, src, ex: M.directional_clip(im, src, ex.target_prompt, ex.source_prompt, clip)
+        out["aspacc"] = lambda im, src, ex: M.aspect_accuracy_clip(
+            im, src, resolve_positions(ex.source_prompt, parse_edit_action(ex.edit_action)), clip)["accuracy"]
+    if dino is not None:
+        out["structure"] = lambda im, src, ex: M.structure_distance(im, src, dino)
+    out["ssim"] = lambda im, src, ex: M.unedited_region_scores(im, src, ex.mask)["ssim"]
+    if lpips_model is not None:
+        out["lpips"] = lambda im, src, ex: M.unedited_region_scores(im, src, ex.mask, lpips_model)["lpips"]
+    return out
 
 
 def summary(rows: Sequence[dict]) -> list[dict]:

@@ -148,3 +148,28 @@ def test_pie_bench_pp_rows_in_the_published_layout_are_edited_with_their_annotat
         evaluate_pie(pipe, examples, ("fast",), progress=False)
     with pytest.raises(FileNotFoundError, match="PIE-Bench\\+\\+ path not found"):
         load_pie_bench_pp(tmp_path / "cases")
+
+
+def test_pie_scorers_wire_each_metric_to_the_example(monkeypatch):
+    from types import SimpleNamespace
+
+    from kit.multiedits import metrics
+    from kit.multiedits.experiment import pie_scorers
+
+    seen = {}
+    monkeypatch.setattr(metrics, "clip_score", lambda im, text, clip, mask=None: seen.setdefault(
+        "clip_edited" if mask is not None else "clip_whole", (text, clip)) and 1.0)
+    monkeypatch.setattr(metrics, "directional_clip", lambda im, src, t, s, clip: seen.setdefault("d", (t, s)) and 2.0)
+    monkeypatch.setattr(metrics, "aspect_accuracy_clip",
+                        lambda im, src, aspects, clip: {"accuracy": len(seen.setdefault("asp", aspects)) / 4})
+    monkeypatch.setattr(metrics, "structure_distance", lambda im, src, dino: 0.5)
+    ex = SimpleNamespace(source_prompt="a big white cross", target_prompt="a big green cross",
+                         edit_action={"big green cross": {"position": 2, "edit_type": 6, "action": "big white cross"}},
+                         mask=np.zeros((32, 32), bool))
+    img = np.zeros((32, 32, 3), np.uint8)
+    scores = {k: fn(img, img, ex) for k, fn in pie_scorers(clip="CLIP", dino="DINO").items()}
+    assert scores == {"clip_whole": 1.0, "clip_edited": 1.0, "d_clip": 2.0, "aspacc": 0.25, "structure": 0.5,
+                      "ssim": 1.0}
+    assert seen["clip_whole"] == ("a big green cross", "CLIP") and seen["d"] == ("a big green cross", "a big white cross")
+    assert seen["asp"][0].position == 1  # the annotation's inner position is resolved to the phrase's start
+    assert set(pie_scorers()) == {"ssim"}
