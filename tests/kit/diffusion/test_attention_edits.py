@@ -32,21 +32,6 @@ K_TOKENS = 6
 SELF = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"  # 8x8: Q = 64
 
 
-@pytest.fixture(scope="module")
-def unet():
-    """diffusers' test-style tiny UNet (as in test_attention.py): self- and cross-attention at 16x16 (down_blocks.0,
-    up_blocks.1) and 8x8 (down_blocks.1, mid_block, up_blocks.0), 2 heads."""
-    torch.manual_seed(0)
-    net = diffusers.UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=2, norm_num_groups=32).eval()
-    with torch.no_grad():
-        net.conv_out.weight.mul_(10.0)
-    return net
-
-
 def _inputs(batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 4, 16, 16, generator=g), torch.randn(batch, K_TOKENS, 32, generator=g)
