@@ -173,3 +173,23 @@ def test_pie_scorers_wire_each_metric_to_the_example(monkeypatch):
     assert seen["clip_whole"] == ("a big green cross", "CLIP") and seen["d"] == ("a big green cross", "a big white cross")
     assert seen["asp"][0].position == 1  # the annotation's inner position is resolved to the phrase's start
     assert set(pie_scorers()) == {"ssim"}
+
+
+def test_an_lcm_scheduler_gives_the_editor_its_own_timesteps(pipe, image):
+    from diffusers import LCMScheduler
+
+    from kit.diffusion.t2i import TextToImagePipeline
+    from kit.multiedits.editor import edit_grid
+
+    lcm = LCMScheduler.from_config(pipe.scheduler.config)
+    lcm_pipe = TextToImagePipeline.from_components(pipe.components, scheduler=lcm, solver=None)
+    grid = edit_grid(lcm_pipe, 4)
+    ref = LCMScheduler.from_config(pipe.scheduler.config)
+    ref.set_timesteps(4, original_inference_steps=50)
+    assert grid.timesteps.tolist() == ref.timesteps.tolist()
+    torch.testing.assert_close(grid.abar[:-1], ref.alphas_cumprod.double()[ref.timesteps])
+    assert float(grid.abar[-1]) == float(ref.final_alpha_cumprod)
+    ddim = edit_grid(pipe, 4)  # any other scheduler: the DDIM grid of the same noise schedule
+    assert ddim.timesteps.tolist() != grid.timesteps.tolist()
+    same = edit(lcm_pipe, image, SOURCE, SOURCE, **FAST)  # the invariant holds on LCM timesteps too
+    assert _psnr(same.image, image) >= 30.0
