@@ -35,6 +35,9 @@ KEY_FIGURES = {
     "nlran/01_train": "training",
     "nlran/02_evaluate": "roc_nlran",
     "nlran/03_explore": "scrubber",
+    "multiedits/01_train": "grouping",
+    "multiedits/02_evaluate": "accuracy_vs_aspects",
+    "multiedits/03_explore": "branches",
 }
 
 
@@ -179,6 +182,14 @@ def _nlran(m: dict[str, dict]) -> str:
     return out + (f" The paper reports {paper:.4f} on CC-CCII." if paper else "")
 
 
+def _multiedits(m: dict[str, dict]) -> str:
+    claims = m["02_evaluate"]["parallel_vs_sequential"]
+    parts = [f"{n} aspect{'s' if str(n) != '1' else ''} {c['parallel_aspacc']:.2f} vs {c['sequential_aspacc']:.2f} "
+             f"in {c['time_ratio']:.2f}x the time" for n, c in claims.items()]
+    return ("Oracle aspect accuracy of parallel multi-aspect editing against one edit after another (sequential), "
+            f"ShapesWorld colour/shape edits: {'; '.join(parts)}.")
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -186,7 +197,7 @@ def _start(m: dict[str, dict]) -> str:
 
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
-    "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran}
+    "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

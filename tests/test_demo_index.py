@@ -65,6 +65,9 @@ METRICS = {
     "nlran/02_evaluate": {"comparison": [{"model": "nlran", "auc_macro": 0.987, "accuracy": 0.9},
                                          {"model": "resnet18", "auc_macro": 0.999, "accuracy": 0.98}],
                           "paper": {"auc": 0.9903}},
+    "multiedits/02_evaluate": {"parallel_vs_sequential": {
+        "2": {"parallel_aspacc": 0.75, "sequential_aspacc": 0.83, "time_ratio": 0.62},
+        "3": {"parallel_aspacc": 0.78, "sequential_aspacc": 0.92, "time_ratio": 0.68}}},
     "00_start_here": {"digits_test_accuracy": 0.942},
 }
 
@@ -81,6 +84,8 @@ def test_headlines_state_the_measured_effect(tmp_path):
     assert "60 single-object prompts" in headline("t2i", entries("t2i"))
     assert "macro-AUC 0.987" in headline("nlran", entries("nlran")) and "0.9903" in headline("nlran", entries("nlran"))
     assert "94.2 %" in headline("", entries(""))
+    me = headline("multiedits", entries("multiedits"))
+    assert "2 aspects 0.75 vs 0.83 in 0.62x the time" in me and "3 aspects 0.78 vs 0.92" in me
     assert headline("rld", []).startswith("No headline")
 
 

@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from widgets.viz import (
     Displayable,
+    FigureWidget,
     as_heatmap,
     as_number,
     downsample,
@@ -62,7 +63,7 @@ class ImageGrid(Displayable):
         names = [t or " " for t in titles] if titles is not None else [" "] * self.n
         base = make_subplots(rows=rows, cols=self.cols, subplot_titles=names, horizontal_spacing=0.02,
                              vertical_spacing=min(0.08, 1.0 / max(rows - 1, 1)))
-        self.figure = go.FigureWidget(base)
+        self.figure = FigureWidget(base)
         for i, img in enumerate(imgs):
             self.figure.add_trace(image_trace(img), row=i // self.cols + 1, col=i % self.cols + 1)
             image_axes(self.figure, self.figure.data[i])
@@ -121,7 +122,7 @@ class HeatmapOverlay(Displayable):
             raise ValueError(f"threshold: expected a value in [{lo:g}, {hi:g}], got {threshold}")
         s = self._s
         geom = dict(x0=(s - 1) / 2, y0=(s - 1) / 2, dx=s, dy=s)
-        self.figure = go.FigureWidget(data=[
+        self.figure = FigureWidget(data=[
             image_trace(self._img, s),
             go.Heatmap(z=self.heat, colorscale=colorscale, zmin=lo, zmax=hi, opacity=alpha, name="heat",
                        colorbar=dict(thickness=12), **geom),
@@ -248,7 +249,7 @@ class LiveCurve(Displayable):
         self._trace_of: dict[str, int] = {}
         self._last_draw = -math.inf
         self._pending = False
-        self.figure = go.FigureWidget(layout=dict(
+        self.figure = FigureWidget(layout=dict(
             title=dict(text=title), height=height, margin=dict(l=50, r=50, t=40, b=40),
             xaxis=dict(title=dict(text="step")), yaxis=dict(type="log" if log_y else "linear"),
             yaxis2=dict(overlaying="y", side="right", showgrid=False, type="log" if log_y else "linear"),
@@ -344,7 +345,7 @@ class StepPlayer(Displayable):
             raise ValueError(f"labels: expected {n} labels (one per frame), got {len(labels)}")
         self.labels = None if labels is None else list(labels)
         self._callbacks: list[Callable[[int], None]] = []
-        self.figure = go.FigureWidget(layout=dict(height=height, margin=dict(l=10, r=10, t=40, b=10)))
+        self.figure = FigureWidget(layout=dict(height=height, margin=dict(l=10, r=10, t=40, b=10)))
         first = self._checked(self._render(self._frames[0]))
         self.figure.add_traces(list(first.get("data", [])))
         if render is None:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit.multiedits.explore import ROLES, blend_mask, branch_views, group_table, word_map, x0_images
-from widgets.viz import Displayable, image_axes, image_trace, record_table_html, setup_plotly
+from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, record_table_html, setup_plotly
 
 setup_plotly()
 
@@ -54,7 +54,7 @@ class TokenMapsView(Displayable):
                                  showscale=False), row=1, col=1)
         fig.add_trace(go.Heatmap(z=np.zeros((h, w)), colorscale="Inferno", zmin=0, zmax=1, showscale=True),
                       row=1, col=2)
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         for trace in self.figure.data:
             image_axes(self.figure, trace)
         self.figure.update_layout(height=height, width=640, margin=dict(l=10, r=10, t=30, b=10))
@@ -128,7 +128,7 @@ class GroupingView(Displayable):
         for i in range(n):
             fig.add_trace(go.Heatmap(z=(g.target_maps[i].numpy() > tau).astype(float), colorscale="Greys",
                                      reversescale=True, zmin=0, zmax=1, showscale=False), row=1, col=2 + i)
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         for trace in self.figure.data[1:]:
             image_axes(self.figure, trace)
         self.figure.update_layout(height=height, width=max(420, 230 * (1 + n)), margin=dict(l=10, r=10, t=30, b=10))
@@ -166,7 +166,7 @@ class BlendMasksView(Displayable):
         for col in (1, 2, 3):
             fig.add_trace(go.Heatmap(z=[[0.0]], zmin=0, zmax=1, colorscale="Inferno" if col == 1 else "Greys",
                                      reversescale=col != 1, showscale=False), row=1, col=col)
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         for trace in self.figure.data:
             image_axes(self.figure, trace)
         self.figure.update_layout(height=height, width=660, margin=dict(l=10, r=10, t=30, b=10))
@@ -195,7 +195,7 @@ class EditGrid(Displayable):
         self.pipe = pipe
         self.source = np.asarray(source)
         self.height = height
-        self.figure = go.FigureWidget()
+        self.figure = FigureWidget()
         self.play = ipw.Play(value=0, min=0, max=1, step=1, interval=400, description="play")
         self.step = ipw.IntSlider(value=0, min=0, max=1, description="step", continuous_update=True)
         ipw.jslink((self.play, "value"), (self.step, "value"))

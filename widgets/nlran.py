@@ -30,7 +30,7 @@ from plotly.subplots import make_subplots
 
 from kit.nlran import explore as ex
 from kit.nlran.phantom import CLASS_TITLES, voxel_to_normalised
-from widgets.viz import Displayable, image_axes, setup_plotly
+from widgets.viz import Displayable, FigureWidget, image_axes, setup_plotly
 
 __all__ = ["LesionPainter", "NonLocalView", "ROCView", "SliceScrubber", "confusion_figure", "heatmap_panels",
            "roc_figure"]
@@ -139,7 +139,7 @@ class SliceScrubber(Displayable):
                                               description="opacity", continuous_update=False)
         self.contour_checkbox = ipw.Checkbox(value=self.lesion_mask is not None, description="lesion outline",
                                              disabled=self.lesion_mask is None, indent=False)
-        self.figure = go.FigureWidget(data=[_grey(np.zeros((1, 1)), *self.vrange),
+        self.figure = FigureWidget(data=[_grey(np.zeros((1, 1)), *self.vrange),
                                             _heat(np.zeros((1, 1)), 0.0, 1.0, self.opacity, colorscale),
                                             _contour()])
         image_axes(self.figure, self.figure.data[0], show_ticks=True)
@@ -300,7 +300,7 @@ class LesionPainter(Displayable):
         fig.add_trace(_contour(), row=1, col=2)
         fig.add_trace(_contour(SELECTED_COLOR, "selected lesion", 3.0), row=1, col=2)
         fig.add_trace(_marker(), row=1, col=2)
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         image_axes(self.figure, self.figure.data[self.BASE], show_ticks=True)
         self.figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
                                   yaxis=dict(range=[0, 1.1], title=dict(text="probability")))
@@ -509,8 +509,8 @@ class ROCView(Displayable):
     def __init__(self, report: Mapping[str, Any], height: int = 420):
         self.report = report
         self.height = height
-        self.figure = go.FigureWidget(roc_figure(report, height=height))
-        self.confusion = go.FigureWidget(confusion_figure(report, height=height))
+        self.figure = FigureWidget(roc_figure(report, height=height))
+        self.confusion = FigureWidget(confusion_figure(report, height=height))
         self.normalize_checkbox = ipw.Checkbox(value=False, description="row shares", indent=False)
         self.normalize_checkbox.observe(lambda _: self._draw_confusion(), names="value")
         self.widget = ipw.VBox([self.normalize_checkbox, ipw.HBox([self.figure, self.confusion])])
@@ -575,7 +575,7 @@ class NonLocalView(Displayable):
                                  hovertemplate="x %{x:.1f}, y %{y:.1f}: %{z:.3g}<extra>weight</extra>"),
                       row=1, col=2)
         fig.add_trace(_marker(MARKER_COLOR, "query"), row=1, col=2)
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         for t in (self.figure.data[self.BASE], self.figure.data[self.WEIGHTS]):
             image_axes(self.figure, t, show_ticks=True)
         self.figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)

@@ -23,7 +23,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from kit.rld import explore as ex
-from widgets.viz import Displayable, setup_plotly
+from widgets.viz import Displayable, FigureWidget, setup_plotly
 
 __all__ = ["GradientView", "RefineryExplorer", "accuracy_table_html", "alpha_beta_heatmap", "sweep_figure"]
 
@@ -239,7 +239,7 @@ class RefineryExplorer(_DistillControls):
         fig.update_yaxes(range=[0, 1.05])
         fig.update_layout(height=height, barmode="group", margin=dict(l=40, r=10, t=50, b=40),
                           legend=dict(orientation="h", x=0, y=-0.08))
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         self._redraw()
         self.widget = ipw.VBox([self.controls, self.status, self.figure])
 
@@ -304,7 +304,7 @@ class GradientView(_DistillControls):
         fig.update_yaxes(autorange="reversed", row=1, col=2)
         fig.update_layout(height=height, barmode="group", margin=dict(l=50, r=10, t=50, b=40),
                           legend=dict(orientation="h", y=-0.15))
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         self.table = ipw.HTML()
         self.part.observe(self._changed, names="value")
         self._redraw()

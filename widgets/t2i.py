@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit.t2i.explore import TokenMaps, token_maps
-from widgets.viz import Displayable, image_axes, image_trace, setup_plotly
+from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, setup_plotly
 
 setup_plotly()
 
@@ -31,7 +31,7 @@ class PromptExplorer(Displayable):
                                   continuous_update=False)
         self.button = ipw.Button(description="Generate", button_style="primary")
         self.status = ipw.HTML()
-        self.figure = go.FigureWidget()
+        self.figure = FigureWidget()
         self.result: TokenMaps | None = None
         self.button.on_click(lambda _: self.generate())
         self.step.observe(lambda _: self._update_maps(), names="value")
@@ -64,7 +64,7 @@ class PromptExplorer(Displayable):
         fig.add_trace(image_trace(r.image), row=1, col=1)
         for k, m in enumerate(self._maps(), start=2):
             fig.add_trace(go.Heatmap(z=m, colorscale="Inferno", showscale=False), row=1, col=k)
-        new = go.FigureWidget(fig)
+        new = FigureWidget(fig)
         for trace in new.data:
             image_axes(new, trace)
         new.update_layout(height=self.height, width=max(400, 150 * len(titles)),

@@ -34,7 +34,7 @@ from kit.trajectory.explore import (
 )
 from kit.trajectory.gits import METRICS, GITSSearch, dp_path
 from widgets.common import ImageGrid, StepPlayer
-from widgets.viz import Displayable, to_numpy
+from widgets.viz import Displayable, FigureWidget, to_numpy
 
 __all__ = ["CostMatrixView", "DigitStrips", "ErrorTableView", "ProjectionView", "StatsView",
            "Trajectory2DExplorer", "error_vs_nfe_figure"]
@@ -203,7 +203,7 @@ class ProjectionView(Displayable):
         self.names = list(first["schedules"])
         scene = dict(aspectmode="cube", xaxis_title="u1: chord", yaxis_title="u2: PC 1 after chord",
                      zaxis_title="u3: PC 2 after chord")
-        self.figure = go.FigureWidget(layout=dict(height=height, margin=dict(l=0, r=0, t=30, b=0),
+        self.figure = FigureWidget(layout=dict(height=height, margin=dict(l=0, r=0, t=30, b=0),
                                                   legend=dict(y=0.95), scene=scene))
         self.figure.add_scatter3d(mode="lines+markers", line=dict(color="grey", width=3),
                                   marker=dict(size=2, color="grey"), name="teacher")
@@ -257,7 +257,7 @@ class StatsView(Displayable):
         if group not in _STATS_GROUPS:
             raise ValueError(f"group: expected one of {list(_STATS_GROUPS)}, got {group!r}")
         sigma = _array(stats["sigma"], "stats['sigma']", ndim=1)
-        self.figure = go.FigureWidget(layout=dict(
+        self.figure = FigureWidget(layout=dict(
             height=height, margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.2),
             xaxis=dict(type="log", autorange="reversed",
                        title=dict(text="σ (log; sampling runs left to right)"))))
@@ -329,7 +329,7 @@ class CostMatrixView(Displayable):
             self.metric_dropdown = ipw.Dropdown(options=list(METRICS), value=search.metric,
                                                 description="metric")
         self._costs: dict[str, Any] = {search.metric: search.cost}
-        self.figure = go.FigureWidget(make_subplots(
+        self.figure = FigureWidget(make_subplots(
             rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.14,
             subplot_titles=["cost C[i, j] and DP path", "σ per step"]))
         cbar = dict(x=self.figure.layout.xaxis.domain[1] + 0.01, len=0.9, thickness=10,
@@ -507,7 +507,7 @@ class ErrorTableView(Displayable):
         self.solver_dropdown = ipw.Dropdown(description="solver")
         self.table = ipw.HTML()
         self._quiet = False
-        self.figure = go.FigureWidget(layout=dict(
+        self.figure = FigureWidget(layout=dict(
             height=height, margin=dict(l=50, r=10, t=40, b=40), xaxis=dict(title=dict(text="NFE"), dtick=1),
             yaxis=dict(type="log", title=dict(text="error"))))
         for j, s in enumerate(self.lines):

@@ -9,12 +9,16 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import os
 from collections.abc import Sequence
+from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as ipw
 import numpy as np
 import plotly.graph_objects as go
+import traitlets
 
 RENDERER = "plotly_mimetype+notebook_connected"
 _CHANNELS = (1, 3, 4)
@@ -31,6 +35,73 @@ def setup_plotly() -> str:
 
     pio.renderers.default = RENDERER
     return RENDERER
+
+
+class PlotlyBundle(ipw.Widget):
+    """plotly's FigureWidget front end (plotly.js and its widget code, ~5 MB) as one synced string: sent to the
+    front end once per kernel and shared by every `FigureWidget` below. Never displayed."""
+
+    source = traitlets.Unicode().tag(sync=True)
+
+
+_BUNDLE: PlotlyBundle | None = None
+
+
+def plotly_bundle() -> PlotlyBundle:
+    """Returns this kernel's PlotlyBundle (made on first use, and again if it was closed)."""
+    global _BUNDLE
+    if _BUNDLE is None or _BUNDLE.comm is None:
+        esm = go.FigureWidget._esm
+        _BUNDLE = PlotlyBundle(source=Path(esm).read_text(encoding="utf-8") if isinstance(esm, Path) else str(esm))
+    return _BUNDLE
+
+
+def shared_bundle_enabled() -> bool:
+    """False when KIT_SHARED_PLOTLY=0: every figure then carries plotly's own front end, as go.FigureWidget does
+    (for a front end whose widget manager cannot hand one model to another)."""
+    return os.environ.get("KIT_SHARED_PLOTLY", "1") != "0"
+
+
+class FigureWidget(go.FigureWidget):
+    """A plotly FigureWidget of which a page can hold many: the class every view in widgets/ draws with.
+
+    - Front end: its `_esm` is the small widgets/figure.js, which loads plotly's widget code once per page from
+      the kernel's `PlotlyBundle` (go.FigureWidget sends all ~5 MB with every figure, and on a loaded machine
+      anywidget's 2-second start-up deadline then fails the later figures of a page). KIT_SHARED_PLOTLY=0 turns
+      this off.
+    - State: a front end that connects after the figure changed (Voila, a reloaded page, a second tab) receives
+      the current data and layout; go.FigureWidget sends its construction-time state unless it was displayed
+      on its own. Each figure's front end asks for the current state once its plotly code is running
+      ("kit:resync"), so an update that arrived before can never leave a view stale for good.
+    """
+
+    _esm = Path(__file__).with_name("figure.js").read_text(encoding="utf-8")
+    _kit_bundle = traitlets.Instance(PlotlyBundle, allow_none=True).tag(sync=True, **ipw.widget_serialization)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not shared_bundle_enabled():
+            self._esm = go.FigureWidget._esm  # anywidget reads the instance's _esm when it makes the trait
+        super().__init__(*args, **kwargs)
+        self.on_msg(self._on_front_end_msg)
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "kit:resync":
+            self.send_state(["_widget_layout", "_widget_data"])  # one message, current values (get_state)
+
+    @traitlets.default("_kit_bundle")
+    def _default_bundle(self) -> PlotlyBundle | None:
+        return plotly_bundle() if shared_bundle_enabled() else None
+
+    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict:
+        state = super().get_state(key, drop_defaults=drop_defaults)
+        if not hasattr(self, "_layout_obj"):  # the comm opens before plotly has filled in the figure
+            return state
+        current = {"_widget_data": lambda: deepcopy(self._data),
+                   "_widget_layout": lambda: deepcopy(self._layout_obj._props)}
+        for name, value in current.items():
+            if name in state:
+                state[name] = self.trait_metadata(name, "to_json", self._trait_to_json)(value(), self)
+        return state
 
 
 def _is_torch(x: Any) -> bool:

@@ -142,7 +142,8 @@ class RunDir:
         if not self.is_main:
             return None
         self.figures_dir.mkdir(parents=True, exist_ok=True)
-        kind = type(fig).__module__.split(".")[0]
+        kinds = {c.__module__.split(".")[0] for c in type(fig).__mro__}  # subclasses (widgets.viz.FigureWidget) too
+        kind = "plotly" if "plotly" in kinds else "PIL" if "PIL" in kinds else type(fig).__module__.split(".")[0]
         if hasattr(fig, "to_html") and kind == "plotly":
             path = self.figures_dir / f"{stem}.html"
             atomic_write_text(path, fig.to_html(include_plotlyjs="cdn", full_html=True))

@@ -6,7 +6,7 @@ import ipywidgets as ipw
 import numpy as np
 import plotly.graph_objects as go
 
-from widgets.viz import Displayable, sync_figure_state
+from widgets.viz import Displayable, FigureWidget, plotly_bundle, sync_figure_state
 
 
 class _View(Displayable):
@@ -36,3 +36,46 @@ def test_sync_walks_nested_children_once():
     a, b = go.FigureWidget(), go.FigureWidget()
     box = ipw.VBox([a, ipw.HBox([b, a])])
     assert sync_figure_state(box) == 2 and sync_figure_state(ipw.Label("no figure")) == 0
+
+
+def test_kit_figures_send_their_current_state_to_a_late_front_end():
+    """widgets.viz.FigureWidget answers a state request (a front end connecting late) with the current figure,
+    displayed or not; go.FigureWidget answers with its construction-time data."""
+    kit_fig, stock = FigureWidget(data=[go.Bar(x=[], y=[])]), go.FigureWidget(data=[go.Bar(x=[], y=[])])
+    for fig in (kit_fig, stock):
+        with fig.batch_update():
+            fig.data[0].y = np.array([4.0, 5.0])
+            fig.layout.title.text = "later"
+    assert list(kit_fig.get_state()["_widget_data"][0]["y"]["buffer"].cast("B").cast("d")) == [4.0, 5.0]
+    assert kit_fig.get_state()["_widget_layout"]["title"]["text"] == "later"
+    assert _state_y(stock) == [] and "title" not in stock.get_state()["_widget_layout"]
+    assert set(kit_fig.get_state("_widget_data")) == {"_widget_data"}  # a single-key request stays single
+
+
+def test_kit_figures_share_one_plotly_bundle(monkeypatch):
+    figs = [FigureWidget() for _ in range(3)]
+    refs = {f.get_state()["_kit_bundle"] for f in figs}
+    assert len(refs) == 1 and refs.pop() == f"IPY_MODEL_{plotly_bundle().model_id}"
+    stock_esm = str(go.FigureWidget._esm)
+    assert plotly_bundle().source == stock_esm and len(stock_esm) > 1_000_000
+    assert len(figs[0]._esm) < 10_000 and "widget_manager.get_model" in figs[0]._esm
+    old = plotly_bundle()
+    old.close()
+    assert plotly_bundle() is not old and FigureWidget().get_state()["_kit_bundle"].endswith(plotly_bundle().model_id)
+    monkeypatch.setenv("KIT_SHARED_PLOTLY", "0")  # every figure carries plotly's own front end again
+    inline = FigureWidget()
+    assert inline._esm == stock_esm and inline.get_state()["_kit_bundle"] is None
+
+
+def test_a_resync_request_is_answered_with_the_current_figure(monkeypatch):
+    """What widgets/figure.js asks once plotly's code runs in the page: one update with the current state."""
+    fig = FigureWidget(data=[go.Scatter(x=[0], y=[0])])
+    fig.add_scatter(x=[1, 2], y=[3, 4], name="added later")
+    sent = []
+    monkeypatch.setattr(fig, "_send", lambda msg, buffers=None: sent.append(msg))
+    fig._handle_custom_msg({"type": "kit:resync"}, [])
+    fig._handle_custom_msg({"type": "something else"}, [])
+    assert len(sent) == 1 and sent[0]["method"] == "update"
+    state = sent[0]["state"]
+    assert set(state) == {"_widget_data", "_widget_layout"}
+    assert [t.get("name") for t in state["_widget_data"]] == [None, "added later"]

@@ -1,0 +1,104 @@
+// The front end of widgets.viz.FigureWidget: plotly's own FigureWidget code, loaded once per page.
+//
+// plotly's FigureWidget ships its whole front end (plotly.js and its widget code, ~5 MB) as every figure's `_esm`,
+// so a page with five figures receives and compiles 25 MB of JavaScript, and anywidget gives each model 2 s to
+// initialize: on a loaded machine or a small Binder the later figures fail ("[anywidget] Failed to initialize
+// model"). Here every figure's `_esm` is this small module. The plotly bundle travels once per kernel in a shared
+// widget model (`_kit_bundle` refers to it); the first figure on the page compiles it and the others reuse it.
+//
+// `initialize` returns at once, so no figure can miss anywidget's deadline; the figure's update messages that
+// arrive while the bundle loads are kept and replayed into plotly's model in order, and `render` waits for it.
+// Once plotly's model is ready the figure asks the kernel for its current data and layout ("kit:resync"), so an
+// update that reached the page before this module started cannot be missed for good: the answer (sent when the
+// kernel is next free) replaces `_widget_data` / `_widget_layout`, and the figure's views redraw from it.
+
+const UPDATE_TRAITS = [
+  "_py2js_addTraces", "_py2js_deleteTraces", "_py2js_moveTraces", "_py2js_restyle", "_py2js_relayout",
+  "_py2js_update", "_py2js_animate", "_py2js_removeLayoutProps", "_py2js_removeTraceProps",
+];
+
+const PAGE_CACHE = (globalThis.__kitPlotlyBundles ??= new Map()); // bundle model id -> Promise<plotly widget def factory>
+
+function loadBundle(model) {
+  const ref = model.get("_kit_bundle") || "";
+  const id = ref.startsWith("IPY_MODEL_") ? ref.slice("IPY_MODEL_".length) : ref;
+  if (!id) return Promise.reject(new Error("kit FigureWidget: no plotly bundle model (_kit_bundle is empty)"));
+  if (!PAGE_CACHE.has(id)) {
+    PAGE_CACHE.set(id, (async () => {
+      const holder = await model.widget_manager.get_model(id);
+      const url = URL.createObjectURL(new Blob([holder.get("source")], { type: "text/javascript" }));
+      try {
+        const mod = await import(/* webpackIgnore: true */ url);
+        return mod.default;
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+    })());
+  }
+  return PAGE_CACHE.get(id);
+}
+
+export default () => {
+  let ready = null; // Promise of plotly's widget definition, initialized
+  return {
+    initialize({ model }) {
+      // plotly's model code reads each update trait's value when its change event fires; until that code is
+      // loaded, keep the values (Python sets each message and then null) to hand over on replay
+      const queue = [];
+      let live = false;
+      const early = UPDATE_TRAITS.map((name) => {
+        const cb = () => {
+          const value = model.get(name);
+          if (!live && value !== null && value !== undefined) queue.push([name, value]);
+        };
+        model.on(`change:${name}`, cb);
+        return [name, cb];
+      });
+      let replaying = null; // {name, value} while a kept message is handed over
+      const handlers = new Map();
+      const proxy = {
+        ...model,
+        get: (name) => (replaying && replaying.name === name ? replaying.value : model.get(name)),
+        on: (event, cb) => {
+          if (!handlers.has(event)) handlers.set(event, []);
+          handlers.get(event).push(cb);
+          model.on(event, cb);
+        },
+      };
+      ready = loadBundle(model).then((factory) => {
+        const def = typeof factory === "function" ? factory() : factory;
+        def.initialize?.({ model: proxy });
+        live = true;
+        for (const [name, cb] of early) model.off(`change:${name}`, cb);
+        for (const [name, value] of queue) {
+          replaying = { name, value };
+          try {
+            for (const cb of handlers.get(`change:${name}`) || []) cb();
+          } finally {
+            replaying = null;
+          }
+        }
+        model.send({ type: "kit:resync" });
+        return def;
+      });
+      ready.catch((err) => console.error(err));
+    },
+    async render({ model, el, experimental }) {
+      const def = await ready;
+      let cleanup = null;
+      let drawing = Promise.resolve();
+      const draw = () => (drawing = drawing.then(async () => {
+        if (typeof cleanup === "function") cleanup();
+        el.replaceChildren();
+        cleanup = await def.render({ model, el, experimental });
+      }));
+      // the kernel sends the whole `_widget_data` only when a view may be stale (display, resync): draw afresh
+      model.on("change:_widget_data", draw);
+      await draw();
+      return () => {
+        model.off("change:_widget_data", draw);
+        if (typeof cleanup === "function") cleanup();
+      };
+    },
+  };
+};
