@@ -86,11 +86,16 @@ export default () => {
     async render({ model, el, experimental }) {
       const def = await ready;
       let cleanup = null;
+      let host = null;
       let drawing = Promise.resolve();
+      // each drawing gets its own element: plotly's view draws into the element it is given and may still be
+      // settling when a redraw comes, so an old view must never share (and purge) the new one's element
       const draw = () => (drawing = drawing.then(async () => {
         if (typeof cleanup === "function") cleanup();
-        el.replaceChildren();
-        cleanup = await def.render({ model, el, experimental });
+        host?.remove();
+        host = document.createElement("div");
+        el.appendChild(host);
+        cleanup = await def.render({ model, el: host, experimental });
       }));
       // the kernel sends the whole `_widget_data` only when a view may be stale (display, resync): draw afresh
       model.on("change:_widget_data", draw);
@@ -98,6 +103,7 @@ export default () => {
       return () => {
         model.off("change:_widget_data", draw);
         if (typeof cleanup === "function") cleanup();
+        host?.remove();
       };
     },
   };
