@@ -40,8 +40,21 @@ function loadBundle(model) {
 
 export default () => {
   let ready = null; // Promise of plotly's widget definition, initialized
+  // plotly's views subscribe to the model's update messages through plotly's model wrapper, which never
+  // unsubscribes them. A view replaced by a redraw is purged, and plotly then throws on the next update
+  // ("gd.data must be an array"); Backbone stops at the first throwing handler, so every later subscriber (the
+  // live view among them) would miss that update and a figure could stay without data. So the subscriptions a
+  // drawing makes are recorded and removed with it, and each handler runs on its own (an error is logged).
+  let owner = null; // the drawing whose subscriptions are being recorded (set while plotly's render runs)
+  const owned = new Map(); // drawing -> [[event, handler]]
+  let model0 = null;
+  const release = (drawing) => {
+    for (const [event, cb] of owned.get(drawing) || []) model0.off(event, cb);
+    owned.delete(drawing);
+  };
   return {
     initialize({ model }) {
+      model0 = model;
       // plotly's model code reads each update trait's value when its change event fires; until that code is
       // loaded, keep the values (Python sets each message and then null) to hand over on replay
       const queue = [];
@@ -55,14 +68,25 @@ export default () => {
         return [name, cb];
       });
       let replaying = null; // {name, value} while a kept message is handed over
-      const handlers = new Map();
+      const handlers = new Map(); // plotly's model-level subscriptions, for the replay
       const proxy = {
         ...model,
         get: (name) => (replaying && replaying.name === name ? replaying.value : model.get(name)),
         on: (event, cb) => {
-          if (!handlers.has(event)) handlers.set(event, []);
-          handlers.get(event).push(cb);
-          model.on(event, cb);
+          const isolated = (...args) => {
+            try {
+              cb(...args);
+            } catch (err) {
+              console.error(`kit FigureWidget: a plotly handler for ${event} failed`, err);
+            }
+          };
+          if (owner) {
+            owned.get(owner).push([event, isolated]);
+          } else {
+            if (!handlers.has(event)) handlers.set(event, []);
+            handlers.get(event).push(isolated);
+          }
+          model.on(event, isolated);
         },
       };
       ready = loadBundle(model).then((factory) => {
@@ -87,23 +111,41 @@ export default () => {
       const def = await ready;
       let cleanup = null;
       let host = null;
+      let current = null; // this view's drawing (owner of the subscriptions plotly's view made)
+      let draws = 0;
       let drawing = Promise.resolve();
+      const undraw = () => {
+        if (current) release(current);
+        current = null;
+        if (typeof cleanup === "function") cleanup();
+        cleanup = null;
+        host?.remove();
+      };
       // each drawing gets its own element: plotly's view draws into the element it is given and may still be
       // settling when a redraw comes, so an old view must never share (and purge) the new one's element
-      const draw = () => (drawing = drawing.then(async () => {
-        if (typeof cleanup === "function") cleanup();
-        host?.remove();
+      const draw = () => (drawing = drawing.catch((err) => console.error(err)).then(async () => {
+        undraw();
         host = document.createElement("div");
+        host.dataset.kitDraw = String(++draws); // read by the browser tests when a figure shows no data
+        host.dataset.kitTraces = String((model.get("_widget_data") || []).length);
         el.appendChild(host);
-        cleanup = await def.render({ model, el: host, experimental });
+        current = {};
+        owned.set(current, []);
+        owner = current;
+        let result;
+        try {
+          result = def.render({ model, el: host, experimental }); // plotly subscribes synchronously in here
+        } finally {
+          owner = null;
+        }
+        cleanup = await result;
       }));
       // the kernel sends the whole `_widget_data` only when a view may be stale (display, resync): draw afresh
       model.on("change:_widget_data", draw);
       await draw();
       return () => {
         model.off("change:_widget_data", draw);
-        if (typeof cleanup === "function") cleanup();
-        host?.remove();
+        undraw();
       };
     },
   };

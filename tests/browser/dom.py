@@ -19,7 +19,7 @@ ARTIFACTS = ROOT / "runs" / "browser"
 # view that never rendered at all is caught too.
 READ_VIEWS_JS = """
 ([root, expectViews]) => {
-  const res = {views: 0, broken_views: [], plots: 0, empty_plots: 0, declared_views: expectViews};
+  const res = {views: 0, broken_views: [], plots: 0, empty_plots: 0, empty_details: [], declared_views: expectViews};
   const outputs = [...root.querySelectorAll('.jp-OutputArea-output')];
   const isView = (n) => n.querySelector(':scope > .jupyter-widgets') !== null ||
                         n.classList.contains('jupyter-widgets') ||
@@ -39,7 +39,14 @@ READ_VIEWS_JS = """
       .some((k) => t[k] !== undefined && t[k] !== null && (t[k].length === undefined || t[k].length > 0));
   for (const gd of root.querySelectorAll('.js-plotly-plot')) {
     const drawn = gd._fullLayout !== undefined && gd.querySelector('.main-svg') !== null;
-    if (drawn && Array.isArray(gd.data) && gd.data.some(hasData)) res.plots += 1; else res.empty_plots += 1;
+    if (drawn && Array.isArray(gd.data) && gd.data.some(hasData)) { res.plots += 1; continue; }
+    res.empty_plots += 1;
+    // what the figure's front end knew when it last drew (widgets/figure.js marks its hosts), for the report
+    const host = gd.closest('[data-kit-draw]');
+    res.empty_details.push({drawn, traces: Array.isArray(gd.data) ? gd.data.length : null,
+                            model_traces: host ? host.dataset.kitTraces : null,
+                            draw: host ? host.dataset.kitDraw : null,
+                            title: String((gd.layout && gd.layout.title && gd.layout.title.text) || '').slice(0, 80)});
   }
   return res;
 }
@@ -259,7 +266,7 @@ def problems(label: str, state: dict, views: dict, expected: dict) -> list[str]:
         out.append(f"kernel is {state['kernel']}, not idle")
     out += [f"a widget view failed to render: {b}" for b in views["broken_views"]]
     if views["empty_plots"]:
-        out.append(f"{views['empty_plots']} plotly plot(s) drew no data")
+        out.append(f"{views['empty_plots']} plotly plot(s) drew no data: {views.get('empty_details')}")
     for key in ("views", "plots"):
         if views[key] != expected[key]:
             out.append(f"{views[key]} {key} rendered, notebooks.toml declares {expected[key]}")

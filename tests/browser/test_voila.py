@@ -35,7 +35,7 @@ def test_explore_notebook_runs_as_a_voila_app(series, lab_root, page, harness):
             problems.append(f"{outputs['code_cells']} code cell(s) shown: an app shows outputs only")
         problems += [f"a widget view failed to render: {b}" for b in views["broken_views"]]
         if views["empty_plots"]:
-            problems.append(f"{views['empty_plots']} plotly plot(s) drew no data")
+            problems.append(f"{views['empty_plots']} plotly plot(s) drew no data: {views.get('empty_details')}")
         problems += [f"{views[k]} {k} rendered, notebooks.toml declares {spec[k]}" for k in ("views", "plots")
                      if views[k] != spec[k]]
         problems += [f"uncaught error in the page: {e}" for e in page.kit_log.page_errors]

@@ -1,0 +1,85 @@
+// Drives widgets/figure.js in node with a fake widget model and a fake plotly front end that behaves as plotly's
+// does where it matters: plotly's model keeps `_widget_data` up to date from the update messages, its views
+// subscribe through that model and never unsubscribe, and a purged view throws on the next update. Prints one JSON
+// line of observations; tests/widgets/test_figure_js.py asserts on them.
+import { pathToFileURL } from "node:url";
+
+const BUNDLE_ID = "bundle-1";
+let releaseBundle;
+globalThis.__kitPlotlyBundles = new Map([[BUNDLE_ID, new Promise((r) => (releaseBundle = r))]]);
+globalThis.document = {
+  createElement: () => {
+    const node = { dataset: {}, removed: false, children: [] };
+    node.remove = () => { node.removed = true; };
+    node.appendChild = (c) => node.children.push(c);
+    return node;
+  },
+};
+
+class FakeModel {
+  constructor(state) { this.state = { ...state }; this.handlers = new Map(); this.sent = []; }
+  get(name) { return this.state[name]; }
+  on(event, cb) { if (!this.handlers.has(event)) this.handlers.set(event, []); this.handlers.get(event).push(cb); }
+  off(event, cb) { this.handlers.set(event, (this.handlers.get(event) || []).filter((h) => h !== cb)); }
+  // Backbone: handlers run in order and the first one that throws stops the rest
+  set(name, value) { this.state[name] = value; for (const cb of [...(this.handlers.get(`change:${name}`) || [])]) cb(); }
+  send(msg) { this.sent.push(msg); }
+  count() { let n = 0; for (const hs of this.handlers.values()) n += hs.length; return n; }
+}
+
+const views = [];
+const fakePlotly = () => {
+  let figModel;
+  return {
+    initialize({ model }) {
+      figModel = model;
+      model.on("change:_py2js_addTraces", () => {
+        const msg = model.get("_py2js_addTraces");
+        if (msg) model.get("_widget_data").push(...msg.trace_data);
+      });
+    },
+    render({ el }) {
+      const view = { el, traces: [...figModel.get("_widget_data")], purged: false };
+      views.push(view);
+      figModel.on("change:_py2js_addTraces", () => {
+        const msg = figModel.get("_py2js_addTraces");
+        if (!msg) return;
+        if (view.purged) throw new Error("gd.data must be an array");
+        view.traces.push(...msg.trace_data);
+      });
+      return () => { view.purged = true; };
+    },
+  };
+};
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+const { default: factory } = await import(pathToFileURL(process.argv[2]).href);
+const model = new FakeModel({ _kit_bundle: `IPY_MODEL_${BUNDLE_ID}`, _widget_data: [], _py2js_addTraces: null });
+model.widget_manager = {};
+const widget = factory();
+widget.initialize({ model });
+const send = (name) => { model.set("_py2js_addTraces", { trace_data: [{ name }] }); model.set("_py2js_addTraces", null); };
+const out = {};
+send("early"); // arrives while the bundle loads
+const el = globalThis.document.createElement("div");
+const rendering = widget.render({ model, el });
+releaseBundle(fakePlotly);
+const teardown = await rendering;
+out.resync_sent = model.sent.some((m) => m.type === "kit:resync");
+out.first_view = views[0].traces.map((t) => t.name);
+model.set("_widget_data", [{ name: "early" }, { name: "resynced" }]); // the kernel answers the resync
+await tick(); await tick();
+out.views = views.length;
+out.host_removed = el.children[0].removed;
+const errors = [];
+const origError = console.error;
+console.error = (...args) => errors.push(String(args[0]));
+send("late"); // after the redraw: the purged first view must not stop the live one
+console.error = origError;
+out.live_view = views[views.length - 1].traces.map((t) => t.name);
+out.model_data = model.get("_widget_data").map((t) => t.name);
+out.errors = errors;
+out.handlers_before_teardown = model.count();
+teardown();
+out.handlers_after_teardown = model.count();
+console.log(JSON.stringify(out));

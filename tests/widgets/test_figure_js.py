@@ -1,0 +1,50 @@
+"""widgets/figure.js run in node against a fake widget model and a fake plotly front end (figure_js_check.mjs):
+updates that arrive while plotly's code loads are replayed, a redraw leaves exactly one live plotly view, and a
+replaced view can neither receive updates nor stop the live one from receiving them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FIGURE_JS = HERE.parents[1] / "widgets" / "figure.js"
+NODE = shutil.which("node")
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (the browser suite covers figure.js)")
+
+
+def run_check(figure_js: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([NODE, str(HERE / "figure_js_check.mjs"), str(figure_js)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_redrawn_figure_keeps_receiving_updates():
+    done = run_check(FIGURE_JS)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["resync_sent"], "the front end must ask the kernel for the current state once plotly runs"
+    assert got["first_view"] == ["early"], "an update that arrived while plotly's code loaded was lost"
+    assert got["views"] == 2 and got["host_removed"], "a new _widget_data must redraw into a fresh element"
+    assert got["live_view"] == ["early", "resynced", "late"], got
+    assert got["model_data"] == ["early", "resynced", "late"], got
+    assert got["errors"] == [], "the replaced view still received an update"
+    # plotly's model-level handler, the live view's handler, figure.js's redraw listener; after teardown only the
+    # model's own handler is left
+    assert (got["handlers_before_teardown"], got["handlers_after_teardown"]) == (3, 1), got
+
+
+def test_the_check_catches_a_replaced_view_that_starves_the_live_one(tmp_path):
+    """The same check against a figure.js whose redraw leaves the old view subscribed (as plotly's own wrapper does)
+    must fail: the purged view throws and the live view misses the update."""
+    broken = FIGURE_JS.read_text(encoding="utf-8").replace("if (owner) {", "if (false) {", 1)
+    assert broken != FIGURE_JS.read_text(encoding="utf-8")
+    broken = broken.replace("cb(...args);\n            } catch (err) {", "cb(...args);\n            } catch (err) {\n              throw err;", 1)
+    path = tmp_path / "figure.js"
+    path.write_text(broken, encoding="utf-8")
+    done = run_check(path)
+    assert done.returncode != 0 or "late" not in json.loads(done.stdout.strip().splitlines()[-1])["live_view"]
