@@ -140,7 +140,9 @@ def guidance_weights(guidance_scale: float | Sequence[float] | Tensor, batch: in
 class _GuidedModel:
     """UNet-like callable ``model(x, t) -> .sample`` applying classifier-free guidance with one batched UNet call:
     ``out = out_u + w_b (out_c - out_u)`` row by row, with per-row scales ``w`` [B]. ``uncond`` is one tensor
-    [B, L, D] or one per sampling step (null-text inversion); ``step`` selects it."""
+    [B, L, D] or one per sampling step (null-text inversion); ``step`` selects it. ``parts`` holds the last call's
+    unguided and conditional outputs (out_u, out_c) [B, ...], or None when unguided, for a caller that also needs
+    the rows at another scale."""
 
     def __init__(self, unet, cond: Tensor, uncond: Tensor | Sequence[Tensor] | None,
                  guidance_scale: float | Tensor) -> None:
@@ -148,6 +150,7 @@ class _GuidedModel:
         self.w = guidance_weights(guidance_scale, cond.shape[0])
         self.dtype = unet.dtype
         self.step = 0
+        self.parts: tuple[Tensor, Tensor] | None = None
 
     def _uncond(self) -> Tensor:
         if isinstance(self.uncond, Tensor):
@@ -163,6 +166,7 @@ class _GuidedModel:
         t2 = torch.cat([t, t]) if t.ndim == 1 else t
         out = self.unet(torch.cat([x_in, x_in]), t2, encoder_hidden_states=torch.cat([self._uncond(), self.cond]))
         eps_u, eps_c = out.sample.float().chunk(2)
+        self.parts = (eps_u, eps_c)
         w = self.w.to(eps_u.device).view(-1, *([1] * (eps_u.ndim - 1)))
         return SimpleNamespace(sample=eps_u + w * (eps_c - eps_u))
 

@@ -50,6 +50,7 @@ class MultiEditsConfig:
     # [PROPOSED] for ShapesWorld: the small model's word maps sit on a high floor (a word's map is above 100/255
     # of its maximum over most of a 32 px image), so they are min-max scaled before the 0..255 thresholds
     map_normalization: str = "max"
+    blend_global: str = "none"  # the code's; "objects" [PROPOSED]: blend a coverage-global aspect by its object
 
     def __post_init__(self) -> None:
         if self.kinds not in KIND_SETS:

@@ -38,7 +38,7 @@ from kit.multiedits.aspects import (
     shapes_aspect_mapping,
 )
 from kit.multiedits.control import LocalBlend, branch_attention_edit, branch_mappers, row_layout
-from kit.multiedits.grouping import NORMALIZATIONS, Grouping, group_aspects, token_maps
+from kit.multiedits.grouping import BLEND_GLOBAL, NORMALIZATIONS, Grouping, group_aspects, token_maps
 from kit.multiedits.sampler import REFERENCE_EPS, REFERENCES, DDCMResult, ddcm_sample, eps_from_output
 
 __all__ = ["EditOptions", "EditResult", "BranchRun", "edit_grid", "run_branches", "group", "edit", "sequential_edit",
@@ -63,7 +63,8 @@ class EditOptions:
     temperature: float = 0.15
     switch_step: int = 7
     reference: str = "previous"          # [PROPOSED] branch k builds on branch k-1; "code_order": the code's concat
-    reference_eps: str = "reference"     # [PROPOSED] eps_r of the referenced row; "source": the code's source eps
+    reference_eps: str = "reference"     # [PROPOSED] eps_r of the referenced row; "source": the code's source eps;
+                                         # "reference_source_scale" [PROPOSED]: the referenced row at the source scale
     mutual_guidance: str = "reference"   # [PROPOSED] a mutual row guided like its reference; "source": the code's 1
     self_control: str = "rigid"          # the code's final pass; "all" or "none"
     gap_fill: str = "cosine"             # ParallelEdits' refinement mapper; "none": prompt-to-prompt's
@@ -74,12 +75,13 @@ class EditOptions:
     map_resolution: int = 256
     map_normalization: str = "max"       # the code's; "minmax" [PROPOSED] for maps with a high floor (ShapesWorld)
     blend: bool = True
+    blend_global: str = "none"           # the code's: the global branch is not blended; "objects" [PROPOSED]
     max_map_pixels: int = 32 * 32        # layers recorded for the maps and the blend (<= 32 x 32 queries)
     keep_heads: bool = False             # keep every head's maps (the explorer's head slider), not their mean
 
     def __post_init__(self) -> None:
-        checks = {"map_normalization": NORMALIZATIONS, "reference": REFERENCES, "reference_eps": REFERENCE_EPS, "mutual_guidance": MUTUAL_GUIDANCE,
-                  "self_control": SELF_CONTROLS}
+        checks = {"map_normalization": NORMALIZATIONS, "blend_global": BLEND_GLOBAL, "reference": REFERENCES,
+                  "reference_eps": REFERENCE_EPS, "mutual_guidance": MUTUAL_GUIDANCE, "self_control": SELF_CONTROLS}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -203,9 +205,15 @@ def run_branches(pipe, source: Tensor, prompts: Sequence[str], *, rigid: Sequenc
     blend = LocalBlend(store, pipe.tokenizer, prompts, mappers, grid.abar, blend_words, thresh_e=o.thresh_e,
                        thresh_m=o.thresh_m, temperature=o.temperature) if o.blend else None
 
-    def predict(x: Tensor, t: Tensor, step: int) -> Tensor:
-        out = model(x, t.to(x.device)).sample
-        return eps_from_output(out, x, grid.abar[step].to(x.device), pred_type)
+    def predict(x: Tensor, t: Tensor, step: int) -> Tensor | tuple[Tensor, Tensor]:
+        abar = grid.abar[step].to(x.device)
+        eps = eps_from_output(model(x, t.to(x.device)).sample, x, abar, pred_type)
+        if o.reference_eps != "reference_source_scale":
+            return eps
+        if model.parts is None:  # unguided: every row is already at the source's scale (1)
+            return eps, eps
+        out_u, out_c = model.parts
+        return eps, eps_from_output(out_u + w_s * (out_c - out_u), x, abar, pred_type)
 
     def blend_or_record(step: int, x_prev: Tensor, src_prev: Tensor) -> Tensor:
         return blend(step, x_prev, src_prev) if blend is not None else x_prev
@@ -328,7 +336,7 @@ def edit(pipe, image, source_prompt: str, target_prompt: str, *, edit_action=Non
     grouping = _grouping_pass(pipe, source, source_prompt, target_prompt, items, o, seed)
     prompts = branch_prompts(source_prompt, grouping.group_actions(), target_prompt)
     rigid = [kind == "rigid" for kind in grouping.group_kinds]
-    run = run_branches(pipe, source, prompts, rigid=rigid, blend_words=grouping.blend_words(),
+    run = run_branches(pipe, source, prompts, rigid=rigid, blend_words=grouping.blend_words(o.blend_global),
                        num_inference_steps=o.num_inference_steps, options=o, generator=_generator(pipe, seed))
     groups = [[items[i].action.phrase for i in g] for g in grouping.groups]
     return _result(pipe, run, prompts, grouping, groups, grouping.group_kinds, time.perf_counter() - t0, [run])
@@ -344,7 +352,7 @@ def single_branch_edit(pipe, image, source_prompt: str, target_prompt: str, *, e
     t0 = time.perf_counter()
     items = prepare_aspects(source_prompt, target_prompt, edit_action, aspect_mapping)
     grouping = _grouping_pass(pipe, source, source_prompt, target_prompt, items, o, seed)
-    words = list(dict.fromkeys(w for ws in grouping.blend_words() for w in ws))
+    words = list(dict.fromkeys(w for ws in grouping.blend_words(o.blend_global) for w in ws))
     rigid = all(kind == "rigid" for kind in grouping.kinds)
     prompts = [source_prompt, target_prompt]
     run = run_branches(pipe, source, prompts, rigid=[rigid], blend_words=[words],

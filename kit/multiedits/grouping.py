@@ -40,12 +40,13 @@ from torch import Tensor
 
 from kit.multiedits.aspects import Aspect, EditAction
 
-__all__ = ["KINDS", "NORMALIZATIONS", "token_maps", "overlap", "locate", "target_positions", "Grouping", "group_aspects"]
+__all__ = ["KINDS", "NORMALIZATIONS", "BLEND_GLOBAL", "token_maps", "overlap", "locate", "target_positions", "Grouping", "group_aspects"]
 
 KINDS = ("rigid", "non-rigid", "global")
 
 
 NORMALIZATIONS = ("max", "minmax")
+BLEND_GLOBAL = ("none", "objects")
 
 
 def token_maps(store, token_positions: Sequence[Sequence[int]], row: int, *, layers: Sequence[str] | None = None,
@@ -137,11 +138,18 @@ class Grouping:
         """Return the edit actions of each group, in branch order (for :func:`kit.multiedits.branch_prompts`)."""
         return [[self.aspects[i].action for i in g] for g in self.groups]
 
-    def blend_words(self) -> list[list[str]]:
-        """Return, per group, the object words to blend locally (none for the global group)."""
+    def blend_words(self, blend_global: str = "none") -> list[list[str]]:
+        """Return, per group, the object words to blend locally. The global group gets none (the code's
+        ``blend_global="none"``), or with ``"objects"`` (``[PROPOSED]``) the objects its aspects name: an aspect
+        that is global only because its object's map is large still edits that object, and blending keeps the
+        group's branch from repainting what earlier branches edited (an annotated global aspect names no object and
+        stays unblended)."""
+        if blend_global not in BLEND_GLOBAL:
+            raise ValueError(f"blend_global must be one of {BLEND_GLOBAL}, got {blend_global!r}")
         out = []
         for g, kind in zip(self.groups, self.group_kinds):
-            words = [] if kind == "global" else [o for i in g for o in self.aspects[i].objects]
+            words = [] if kind == "global" and blend_global == "none" else \
+                [o for i in g for o in self.aspects[i].objects]
             out.append(list(dict.fromkeys(words)))
         return out
 

@@ -30,7 +30,7 @@ from torch import Tensor
 __all__ = ["REFERENCES", "REFERENCE_EPS", "ddcm_step", "eps_from_output", "reference_indices", "DDCMResult", "ddcm_sample"]
 
 REFERENCES = ("previous", "code_order")
-REFERENCE_EPS = ("reference", "source")
+REFERENCE_EPS = ("reference", "source", "reference_source_scale")
 
 
 def eps_from_output(out: Tensor, x: Tensor, abar: Tensor | float, prediction_type: str) -> Tensor:
@@ -92,7 +92,9 @@ class DDCMResult:
 
 
 # predict(x [R, ...], t, step) -> eps [R, ...] for R = 1 + K rows: row 0 the source prompt (the reference's
-# prediction), rows 1..K the branches (their prompts, guided); the caller wires prompts, guidance and attention
+# prediction), rows 1..K the branches (their prompts, guided); the caller wires prompts, guidance and attention.
+# It may return (eps, eps_as_reference): each row's prediction at the source's guidance scale as well, for
+# reference_eps="reference_source_scale"
 Predict = Callable[[Tensor, Tensor, int], Tensor]
 
 
@@ -118,7 +120,11 @@ def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Ten
     ``reference_eps``: "reference" (default, ``[PROPOSED]``) uses the referenced branch's own noise prediction as
     eps_r, so a branch that predicts what its reference predicts stays on it; "source" uses the source's
     prediction for every branch, as the authors' code does (a branch referencing an edited branch then counts
-    that branch's edits twice: once in r0, once in eps - eps_source).
+    that branch's edits twice: once in r0, once in eps - eps_source). "reference_source_scale" (``[PROPOSED]``) uses
+    the referenced branch's prediction at the source's guidance scale (``predict`` then returns (eps,
+    eps_as_reference)): a branch then edits its reference as the first branch edits the source, and as sequential
+    editing edits the previous result (its own prompt guided against the reference's prompt unguided), where
+    "reference" leaves a later branch only the difference of two guided predictions.
     """
     if reference_eps not in REFERENCE_EPS:
         raise ValueError(f"reference_eps must be one of {REFERENCE_EPS}, got {reference_eps!r}")
@@ -141,7 +147,10 @@ def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Ten
     steps, refs_log = [], []
     for i in range(n):
         a, a_prev = abar[i], abar[i + 1]
-        eps_all = predict(torch.cat([src_t, x]), ts[i].expand(1 + k), i)
+        out = predict(torch.cat([src_t, x]), ts[i].expand(1 + k), i)
+        eps_all, as_ref = out if isinstance(out, tuple) else (out, None)
+        if reference_eps == "reference_source_scale" and as_ref is None:
+            raise ValueError('reference_eps="reference_source_scale" needs predict to return (eps, eps_as_reference)')
         if eps_all.shape[0] != 1 + k:
             raise ValueError(f"predict must return {1 + k} rows (source + branches), got {eps_all.shape[0]}")
         eps_src, eps = eps_all[:1], eps_all[1:]
@@ -150,7 +159,8 @@ def ddcm_sample(predict: Predict, source: Tensor, timesteps: Sequence[int] | Ten
             raise ValueError(f"references({i}) must give {k} indices in [-1, {k}), got {refs}")
         r = torch.cat([src_t if j < 0 else x[j:j + 1] for j in refs])
         r0 = torch.cat([source if j < 0 else x0_last[j:j + 1] for j in refs])
-        eps_r = torch.cat([eps_src if (j < 0 or reference_eps == "source") else eps[j:j + 1] for j in refs])
+        ref_rows = eps if as_ref is None or reference_eps != "reference_source_scale" else as_ref[1:]
+        eps_r = torch.cat([eps_src if (j < 0 or reference_eps == "source") else ref_rows[j:j + 1] for j in refs])
         z = noise()
         x_prev, _, x0_hat = ddcm_step(x, r, r0, eps, eps_r, a, a_prev, z)
         src_t = a_prev.sqrt().to(source.dtype) * source + (1 - a_prev).sqrt().to(source.dtype) * z

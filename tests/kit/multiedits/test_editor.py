@@ -94,6 +94,23 @@ def test_reference_wiring_of_target_and_mutual_rows():
         ("code_order", "source", "source", 0.0)
 
 
+def test_reference_source_scale_changes_only_the_branches_that_reference_a_branch(pipe, image):
+    from kit.diffusion.editing import encode_image
+    from kit.multiedits.editor import run_branches
+
+    source = encode_image(pipe, image, resize=True)
+    prompts = [SOURCE, "a big green circle left of a small blue square", TARGET]
+
+    def run(ref_eps):
+        o = EditOptions(**FAST, reference_eps=ref_eps)
+        return run_branches(pipe, source, prompts, rigid=[True, True], num_inference_steps=4, options=o,
+                            generator=torch.Generator().manual_seed(0)).edits
+
+    plain, scaled = run("reference"), run("reference_source_scale")
+    torch.testing.assert_close(scaled[0], plain[0])  # branch 0 references the source: unchanged
+    assert float((scaled[1] - plain[1]).abs().max()) > 1e-3  # branch 1 references branch 0 after the switch
+
+
 def test_oracle_scores_an_unchanged_image_and_the_true_target():
     case = shapes_cases(1, 2, seed=5)[0]
     target_img = render(case.multi.target, 32)[0]
@@ -120,6 +137,8 @@ def test_bad_inputs_are_named(pipe, image):
         edit(pipe, image, SOURCE, TARGET, steps=3)
     with pytest.raises(ValueError, match="reference must be one of"):
         EditOptions(reference="next")
+    with pytest.raises(ValueError, match="blend_global must be one of"):
+        EditOptions(blend_global="everything")
     with pytest.raises(ValueError, match="target_prompt must be a non-empty string"):
         edit(pipe, image, SOURCE, "", **FAST)
     with pytest.raises(ValueError, match="uint8"):

@@ -90,6 +90,19 @@ def test_rigid_non_rigid_and_global_kinds_and_the_branch_order():
     g = group_aspects(items, s_words, t_words, s_maps, t_maps_wide)
     assert g.kinds == ["global", "non-rigid"] and g.coverage[0] == 1.0
     assert g.groups == [[1], [0]] and g.group_kinds == ["non-rigid", "global"] and g.blend_words()[1] == []
+    # [PROPOSED] blend_global="objects": the coverage-global aspect is blended by its object; other groups unchanged
+    assert g.blend_words("objects") == [["triangle"], ["circle"]]
+    with pytest.raises(ValueError, match="blend_global must be one of"):
+        g.blend_words("all")
+
+
+def test_an_annotated_global_aspect_stays_unblended_with_blend_global_objects():
+    src, tgt = "a red circle left of a blue square", "a green circle left of a blue square"
+    items = prepare_aspects(src, tgt, aspect_mapping={})  # no object named: global by annotation
+    s_words, t_words = src.split(), tgt.split()
+    maps = _maps(s_words, {"red": LEFT, "circle": LEFT})
+    g = group_aspects(items, s_words, t_words, maps, _maps(t_words, {"green": LEFT, "circle": LEFT}))
+    assert g.kinds == ["global"] and g.blend_words("objects") == [[]] and g.blend_words() == [[]]
 
 
 def test_overlapping_aspects_share_a_group_and_min_overlap_is_the_absorption_bar():

@@ -113,6 +113,46 @@ def test_source_eps_counts_the_referenced_branch_edit_twice_and_custom_reference
         run(reference_eps="mutual")
 
 
+def test_reference_source_scale_takes_eps_r_from_the_referenced_branch_at_the_source_scale():
+    """Branch 1 (edits A + B) references branch 0 (edit A) after the switch; guided rows push by 3 x their shift, the
+    same rows at the source scale by 1 x. Against a hand-written DDCM loop: eps_r = base - 1 x shift_0, so branch 1's
+    own signal is 3 shift_1 - shift_0 (as sequential editing's), not 3 (shift_1 - shift_0)."""
+    ts, abar = _grid()
+    source = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    shift = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64).view(-1, 1, 1, 1)  # source, branch 0, branch 1
+
+    def predict(x, t, step):
+        base = _model(x, t, step)
+        return base - 3.0 * shift * torch.tensor([1.0 / 3.0, 1.0, 1.0], dtype=x.dtype).view(-1, 1, 1, 1), base - shift
+
+    out = ddcm_sample(predict, source, ts, abar, 2, switch_step=2, generator=torch.Generator().manual_seed(0),
+                      reference_eps="reference_source_scale")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(source.shape, generator=g, dtype=source.dtype)
+    src_t = abar[0].sqrt() * source + (1 - abar[0]).sqrt() * z
+    x, x0 = src_t.expand(2, -1, -1, -1).clone(), source.expand(2, -1, -1, -1).clone()
+    for i in range(len(ts)):
+        eps, as_ref = predict(torch.cat([src_t, x]), ts[i].expand(3), i)
+        a, ap = abar[i], abar[i + 1]
+        z = torch.randn(source.shape, generator=g, dtype=source.dtype)
+        new_x, new_x0 = [], []
+        for k in range(2):
+            j = -1 if (i < 2 or k == 0) else 0
+            r, r0 = (src_t, source) if j < 0 else (x[j:j + 1], x0[j:j + 1])
+            eps_r = eps[:1] if j < 0 else as_ref[1 + j:2 + j]
+            hat = r0 + ((x[k:k + 1] - r) - (1 - a).sqrt() * (eps[1 + k:2 + k] - eps_r)) / a.sqrt()
+            new_x0.append(hat)
+            new_x.append(ap.sqrt() * hat + (1 - ap).sqrt() * z)
+        x, x0 = torch.cat(new_x), torch.cat(new_x0)
+        src_t = ap.sqrt() * source + (1 - ap).sqrt() * z
+    torch.testing.assert_close(out.x0, x0)
+    plain = ddcm_sample(predict, source, ts, abar, 2, switch_step=2, generator=torch.Generator().manual_seed(0))
+    assert float(out.x0[1].mean()) > float(plain.x0[1].mean()) + 0.1  # the reference's guidance no longer cancels
+    torch.testing.assert_close(out.x0[0], plain.x0[0])  # branch 0 references the source either way
+    with pytest.raises(ValueError, match="needs predict to return"):
+        ddcm_sample(lambda x, t, s: predict(x, t, s)[0], source, ts, abar, 2, reference_eps="reference_source_scale")
+
+
 def test_bad_inputs_are_named():
     ts, abar = _grid()
     with pytest.raises(ValueError, match="source must be one clean latent"):
