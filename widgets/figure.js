@@ -8,7 +8,9 @@
 //
 // `initialize` returns at once, so no figure can miss anywidget's deadline; the figure's update messages that
 // arrive while the bundle loads are kept and replayed into plotly's model in order, and `render` waits for it.
-// Once plotly's model is ready the figure asks the kernel for its current data and layout ("kit:resync"), so an
+// Once plotly's model is ready, and again once a view has drawn, the figure asks the kernel for its current data and
+// layout ("kit:resync"; anywidget applies updates that arrive before this module's `initialize` runs with no one
+// listening, so plotly's incremental messages can be missed), so an
 // update that reached the page before this module started cannot be missed for good: the answer (sent when the
 // kernel is next free) replaces `_widget_data` / `_widget_layout`, and the figure's views redraw from it.
 
@@ -48,6 +50,25 @@ export default () => {
   let owner = null; // the drawing whose subscriptions are being recorded (set while plotly's render runs)
   const owned = new Map(); // drawing -> [[event, handler]]
   let model0 = null;
+  // counts a browser test reports when a figure shows no data (on each view's element as data-kit-stats)
+  const stats = { queued: 0, replayed: 0, resyncs: 0, answers: 0, answer_traces: null, data_changes: 0 };
+  const statEls = new Set(); // the views' elements, where the counts are written
+  const showStats = () => {
+    for (const node of statEls) node.dataset.kitStats = JSON.stringify(stats);
+  };
+  // ask the kernel for the figure's current state; until it answers ("kit:resynced"), ask again after 2, 4, 8, 16
+  // and 32 s (a request can reach a kernel that never answers it: one busy with other work drops nothing, but the
+  // page has been seen to wait on a request for good)
+  let awaiting = false;
+  let retry = null;
+  const resync = (attempt = 0) => {
+    awaiting = true;
+    model0.send({ type: "kit:resync" });
+    stats.resyncs += 1;
+    showStats();
+    clearTimeout(retry);
+    if (attempt < 5) retry = setTimeout(() => awaiting && resync(attempt + 1), 2000 * 2 ** attempt);
+  };
   const release = (drawing) => {
     for (const [event, cb] of owned.get(drawing) || []) model0.off(event, cb);
     owned.delete(drawing);
@@ -55,6 +76,14 @@ export default () => {
   return {
     initialize({ model }) {
       model0 = model;
+      model.on("msg:custom", (msg) => {
+        if (!msg || msg.type !== "kit:resynced") return;
+        awaiting = false;
+        clearTimeout(retry);
+        stats.answers += 1;
+        stats.answer_traces = msg.traces;
+        showStats();
+      });
       // plotly's model code reads each update trait's value when its change event fires; until that code is
       // loaded, keep the values (Python sets each message and then null) to hand over on replay
       const queue = [];
@@ -62,7 +91,10 @@ export default () => {
       const early = UPDATE_TRAITS.map((name) => {
         const cb = () => {
           const value = model.get(name);
-          if (!live && value !== null && value !== undefined) queue.push([name, value]);
+          if (!live && value !== null && value !== undefined) {
+            queue.push([name, value]);
+            stats.queued += 1;
+          }
         };
         model.on(`change:${name}`, cb);
         return [name, cb];
@@ -95,6 +127,7 @@ export default () => {
         live = true;
         for (const [name, cb] of early) model.off(`change:${name}`, cb);
         for (const [name, value] of queue) {
+          stats.replayed += 1;
           replaying = { name, value };
           try {
             for (const cb of handlers.get(`change:${name}`) || []) cb();
@@ -102,10 +135,14 @@ export default () => {
             replaying = null;
           }
         }
-        model.send({ type: "kit:resync" });
+        resync();
         return def;
       });
       ready.catch((err) => console.error(err));
+      model.on("change:_widget_data", () => {
+        stats.data_changes += 1;
+        showStats();
+      });
     },
     async render({ model, el, experimental }) {
       const def = await ready;
@@ -128,6 +165,8 @@ export default () => {
         host = document.createElement("div");
         host.dataset.kitDraw = String(++draws); // read by the browser tests when a figure shows no data
         host.dataset.kitTraces = String((model.get("_widget_data") || []).length);
+        statEls.add(el);
+        showStats();
         el.appendChild(host);
         current = {};
         owned.set(current, []);
@@ -143,8 +182,12 @@ export default () => {
       // the kernel sends the whole `_widget_data` only when a view may be stale (display, resync): draw afresh
       model.on("change:_widget_data", draw);
       await draw();
+      // and once more now that this view is drawn: whatever reached the page before (or instead of) the first
+      // answer, the kernel's current state follows; an answer equal to what the page holds changes nothing
+      resync();
       return () => {
         model.off("change:_widget_data", draw);
+        statEls.delete(el);
         undraw();
       };
     },

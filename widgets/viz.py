@@ -81,12 +81,19 @@ class FigureWidget(go.FigureWidget):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if not shared_bundle_enabled():
             self._esm = go.FigureWidget._esm  # anywidget reads the instance's _esm when it makes the trait
+        else:
+            # the bundle widget exists before this figure opens its comm: made lazily, the first figure of a kernel
+            # would open the bundle's comm (5 MB) from inside its own state serialization. A suspect, not a proven
+            # cause: in tests/browser a kernel's first figure has (rarely) drawn empty, its front end receiving
+            # nothing from the kernel, not even the answers to its resync requests
+            plotly_bundle()
         super().__init__(*args, **kwargs)
         self.on_msg(self._on_front_end_msg)
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "kit:resync":
             self.send_state(["_widget_layout", "_widget_data"])  # one message, current values (get_state)
+            self.send({"type": "kit:resynced", "traces": len(self._data)})  # the front end stops asking
 
     @traitlets.default("_kit_bundle")
     def _default_bundle(self) -> PlotlyBundle | None:

@@ -46,8 +46,11 @@ READ_VIEWS_JS = """
     res.empty_details.push({drawn, traces: Array.isArray(gd.data) ? gd.data.length : null,
                             model_traces: host ? host.dataset.kitTraces : null,
                             draw: host ? host.dataset.kitDraw : null,
+                            stats: host && host.parentElement ? host.parentElement.dataset.kitStats || null : null,
                             title: String((gd.layout && gd.layout.title && gd.layout.title.text) || '').slice(0, 80)});
   }
+  // widgets/figure.js's counts per figure view (resync requests, answers, ...), kept in runs/browser/summary.json
+  res.figure_stats = [...root.querySelectorAll('[data-kit-stats]')].map((n) => JSON.parse(n.dataset.kitStats));
   return res;
 }
 """

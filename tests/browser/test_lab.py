@@ -44,7 +44,7 @@ def run_and_check(harness, lab, label: str) -> None:
     lab.save()  # the executed copy, for the demo page's links (tests/browser/test_demo_page.py)
     harness.record_summary(label, {"lab_views": views["views"], "lab_plots": views["plots"],
                                    "lab_seconds": round(seconds, 1), "lab_peak_mb": round(mem.peak_mb),
-                                   "screenshot": shot.name})
+                                   "screenshot": shot.name, "figure_stats": views.get("figure_stats")})
     found = harness.problems(label, state, views, spec)
     log = lab.page.kit_log
     found += [f"{label}: uncaught error in the page: {e}" for e in log.page_errors]

@@ -23,7 +23,14 @@ class FakeModel {
   off(event, cb) { this.handlers.set(event, (this.handlers.get(event) || []).filter((h) => h !== cb)); }
   // Backbone: handlers run in order and the first one that throws stops the rest
   set(name, value) { this.state[name] = value; for (const cb of [...(this.handlers.get(`change:${name}`) || [])]) cb(); }
-  send(msg) { this.sent.push(msg); }
+  emit(event, ...args) { for (const cb of [...(this.handlers.get(event) || [])]) cb(...args); }
+  // the kernel (widgets.viz.FigureWidget) answers a resync request, unless told to stay silent
+  send(msg) {
+    this.sent.push(msg);
+    if (msg.type === "kit:resync" && !this.silent) {
+      setTimeout(() => this.emit("msg:custom", { type: "kit:resynced", traces: this.state._widget_data.length }), 0);
+    }
+  }
   count() { let n = 0; for (const hs of this.handlers.values()) n += hs.length; return n; }
 }
 
@@ -65,7 +72,7 @@ const el = globalThis.document.createElement("div");
 const rendering = widget.render({ model, el });
 releaseBundle(fakePlotly);
 const teardown = await rendering;
-out.resync_sent = model.sent.some((m) => m.type === "kit:resync");
+out.resyncs = model.sent.filter((m) => m.type === "kit:resync").length;
 out.first_view = views[0].traces.map((t) => t.name);
 model.set("_widget_data", [{ name: "early" }, { name: "resynced" }]); // the kernel answers the resync
 await tick(); await tick();
@@ -80,6 +87,17 @@ out.live_view = views[views.length - 1].traces.map((t) => t.name);
 out.model_data = model.get("_widget_data").map((t) => t.name);
 out.errors = errors;
 out.handlers_before_teardown = model.count();
+out.stats = JSON.parse(el.dataset.kitStats);
 teardown();
 out.handlers_after_teardown = model.count();
+// a kernel that never answers is asked again, with growing pauses (2 s, then 4 s, ...)
+const quiet = new FakeModel({ _kit_bundle: `IPY_MODEL_${BUNDLE_ID}`, _widget_data: [], _py2js_addTraces: null });
+quiet.silent = true;
+const quietWidget = factory();
+quietWidget.initialize({ model: quiet });
+const quietTeardown = await quietWidget.render({ model: quiet, el: globalThis.document.createElement("div") });
+await new Promise((r) => setTimeout(r, 2300));
+out.unanswered_resyncs = quiet.sent.filter((m) => m.type === "kit:resync").length;
+quietTeardown();
 console.log(JSON.stringify(out));
+process.exit(0); // the quiet model's retry timer would keep node waiting

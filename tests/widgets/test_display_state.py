@@ -68,14 +68,16 @@ def test_kit_figures_share_one_plotly_bundle(monkeypatch):
 
 
 def test_a_resync_request_is_answered_with_the_current_figure(monkeypatch):
-    """What widgets/figure.js asks once plotly's code runs in the page: one update with the current state."""
+    """What widgets/figure.js asks once plotly's code runs in the page: one update with the current state, then an
+    acknowledgement that stops the page from asking again."""
     fig = FigureWidget(data=[go.Scatter(x=[0], y=[0])])
     fig.add_scatter(x=[1, 2], y=[3, 4], name="added later")
     sent = []
     monkeypatch.setattr(fig, "_send", lambda msg, buffers=None: sent.append(msg))
     fig._handle_custom_msg({"type": "kit:resync"}, [])
     fig._handle_custom_msg({"type": "something else"}, [])
-    assert len(sent) == 1 and sent[0]["method"] == "update"
+    assert [m["method"] for m in sent] == ["update", "custom"]
+    assert sent[1]["content"] == {"type": "kit:resynced", "traces": 2}
     state = sent[0]["state"]
     assert set(state) == {"_widget_data", "_widget_layout"}
     assert [t.get("name") for t in state["_widget_data"]] == [None, "added later"]

@@ -27,15 +27,19 @@ def test_a_redrawn_figure_keeps_receiving_updates():
     done = run_check(FIGURE_JS)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["resync_sent"], "the front end must ask the kernel for the current state once plotly runs"
+    # the front end asks the kernel for the current state once plotly runs, and again once a view is drawn
+    assert got["resyncs"] == 2, got
     assert got["first_view"] == ["early"], "an update that arrived while plotly's code loaded was lost"
     assert got["views"] == 2 and got["host_removed"], "a new _widget_data must redraw into a fresh element"
     assert got["live_view"] == ["early", "resynced", "late"], got
     assert got["model_data"] == ["early", "resynced", "late"], got
     assert got["errors"] == [], "the replaced view still received an update"
-    # plotly's model-level handler, the live view's handler, figure.js's redraw listener; after teardown only the
-    # model's own handler is left
-    assert (got["handlers_before_teardown"], got["handlers_after_teardown"]) == (3, 1), got
+    # plotly's model-level handler, figure.js's counter and its answer listener stay; the live view's handler and its
+    # redraw listener go
+    assert (got["handlers_before_teardown"], got["handlers_after_teardown"]) == (5, 3), got
+    assert got["stats"]["answers"] == 2 and got["stats"]["answer_traces"] == 2, got["stats"]
+    # unanswered: the request at initialize, the one after the first draw, and one retry 2 s later
+    assert got["unanswered_resyncs"] == 3, got
 
 
 def test_the_check_catches_a_replaced_view_that_starves_the_live_one(tmp_path):
