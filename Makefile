@@ -29,7 +29,7 @@ lint: setup
 	@echo "[kit] lint: ruff clean, notebooks stripped"
 
 # tests/browser (JupyterLab and Voila in Debian's chromium) runs where chromium is installed; KIT_BROWSER_TESTS=1
-# (as in `KIT_BROWSER_TESTS=1 .ci/run`) makes a missing browser an error, KIT_BROWSER_TESTS=0 skips it. Its tests share one xdist
+# (set by .ci/run) makes a missing browser an error, KIT_BROWSER_TESTS=0 skips it. Its tests share one xdist
 # group, so one worker holds the Jupyter server and the browser while the other runs the rest.
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900 --durations 25

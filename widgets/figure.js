@@ -6,7 +6,8 @@
 // model"). Here every figure's `_esm` is this small module. The plotly bundle travels once per kernel in a shared
 // widget model (`_kit_bundle` refers to it); the first figure on the page compiles it and the others reuse it.
 //
-// `initialize` returns at once, so no figure can miss anywidget's deadline; the figure's update messages that
+// `initialize` returns at once (anywidget's 2 s deadline then only has to cover loading this small module, and
+// when even that is missed, `mendMessages` below restores the figure's messages); the figure's update messages that
 // arrive while the bundle loads are kept and replayed into plotly's model in order, and `render` waits for it.
 // Once plotly's model is ready, and again once a view has drawn, the figure asks the kernel for its current data and
 // layout ("kit:resync"; anywidget applies updates that arrive before this module's `initialize` runs with no one
@@ -20,6 +21,39 @@ const UPDATE_TRAITS = [
 ];
 
 const PAGE_CACHE = (globalThis.__kitPlotlyBundles ??= new Map()); // bundle model id -> Promise<plotly widget def factory>
+
+// anywidget (0.11) holds every message of a model until that model's widget code has started, and gives up after
+// 2 s: its start-up promise is then rejected for good, and every message the kernel sends to the model afterwards
+// is dropped without a word (JupyterLab swallows the rejection). The widget code still starts a moment later and its
+// views draw, so on a loaded machine a figure could send to the kernel, draw, and never hear back: no data, no
+// updates, no answer to a resync. Once this module runs, that hold has done its job, so when anywidget's promise has
+// failed, the model's comm is handed to the widget model's own message handler (the one anywidget's override wraps).
+// Returns "ok" (nothing to mend), "mended", or why it could not look.
+async function mendMessages(model) {
+  const id = model.get("_kit_model_id");
+  const manager = model.widget_manager;
+  if (!id || typeof manager?.get_model !== "function") return "no model id";
+  const widgetModel = await manager.get_model(id);
+  const gated = widgetModel?._handle_comm_msg;
+  if (typeof gated !== "function") return "no message handler";
+  try {
+    // an empty message goes through anywidget's hold and is then ignored by the widget model
+    await gated.call(widgetModel, { content: { data: { method: "kit:probe" } }, buffers: [] });
+    return "ok";
+  } catch (err) {
+    let proto = Object.getPrototypeOf(widgetModel);
+    while (proto && proto._handle_comm_msg === gated) proto = Object.getPrototypeOf(proto);
+    const own = proto?._handle_comm_msg;
+    if (typeof own !== "function" || typeof widgetModel.comm?.on_msg !== "function") {
+      console.error("kit FigureWidget: anywidget dropped this figure's messages and they cannot be mended", err);
+      return "unmendable";
+    }
+    widgetModel.comm.on_msg((msg) => own.call(widgetModel, msg));
+    console.warn(`kit FigureWidget ${id}: anywidget gave up on starting this figure (${err?.message ?? err}); ` +
+                 "its messages now go to the widget model directly");
+    return "mended";
+  }
+}
 
 function loadBundle(model) {
   const ref = model.get("_kit_bundle") || "";
@@ -51,7 +85,8 @@ export default () => {
   const owned = new Map(); // drawing -> [[event, handler]]
   let model0 = null;
   // counts a browser test reports when a figure shows no data (on each view's element as data-kit-stats)
-  const stats = { queued: 0, replayed: 0, resyncs: 0, answers: 0, answer_traces: null, data_changes: 0 };
+  const stats = { queued: 0, replayed: 0, resyncs: 0, answers: 0, answer_traces: null, data_changes: 0,
+                  messages: "pending" };
   const statEls = new Set(); // the views' elements, where the counts are written
   const showStats = () => {
     for (const node of statEls) node.dataset.kitStats = JSON.stringify(stats);
@@ -121,6 +156,12 @@ export default () => {
           model.on(event, isolated);
         },
       };
+      mendMessages(model).catch((err) => `not checked: ${err?.message ?? err}`).then((how) => {
+        stats.messages = how;
+        showStats();
+        // what the kernel sent before the mend is lost: ask for the current state (once plotly's model is ready)
+        if (how === "mended") ready.then(() => resync(), () => {});
+      });
       ready = loadBundle(model).then((factory) => {
         const def = typeof factory === "function" ? factory() : factory;
         def.initialize?.({ model: proxy });

@@ -10,6 +10,7 @@ import html
 import math
 import numbers
 import os
+import uuid
 from collections.abc import Sequence
 from copy import deepcopy
 from pathlib import Path
@@ -73,22 +74,34 @@ class FigureWidget(go.FigureWidget):
       the current data and layout; go.FigureWidget sends its construction-time state unless it was displayed
       on its own. Each figure's front end asks for the current state once its plotly code is running
       ("kit:resync"), so an update that arrived before can never leave a view stale for good.
+    - Messages: when anywidget gives up waiting for a figure's front end to start (2 s; it then drops every later
+      message to that model without a word), figure.js hands the model's comm back to the widget model's own handler
+      and asks for the state again; it needs the model id, which is why the comm opens under `_kit_model_id`.
     """
 
     _esm = Path(__file__).with_name("figure.js").read_text(encoding="utf-8")
     _kit_bundle = traitlets.Instance(PlotlyBundle, allow_none=True).tag(sync=True, **ipw.widget_serialization)
+    # the figure's own model id, in the state its comm opens with: anywidget hands figure.js a wrapper of the widget
+    # model without the id, and figure.js needs the model itself to mend its message handler (see figure.js)
+    _kit_model_id = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if not shared_bundle_enabled():
             self._esm = go.FigureWidget._esm  # anywidget reads the instance's _esm when it makes the trait
         else:
-            # the bundle widget exists before this figure opens its comm: made lazily, the first figure of a kernel
-            # would open the bundle's comm (5 MB) from inside its own state serialization. A suspect, not a proven
-            # cause: in tests/browser a kernel's first figure has (rarely) drawn empty, its front end receiving
-            # nothing from the kernel, not even the answers to its resync requests
+            # the bundle widget exists before this figure opens its comm (made lazily, the first figure of a kernel
+            # would open the bundle's comm, 5 MB, from inside its own state serialization)
             plotly_bundle()
         super().__init__(*args, **kwargs)
         self.on_msg(self._on_front_end_msg)
+
+    def open(self) -> None:
+        """Open the comm under an id chosen here, so that the state it opens with can carry that id."""
+        if self.comm is None:
+            if self._model_id is None:
+                self._model_id = uuid.uuid4().hex
+            self.set_trait("_kit_model_id", self._model_id)
+        super().open()
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "kit:resync":

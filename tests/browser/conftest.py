@@ -1,7 +1,7 @@
 """The browser suite's machinery: a JupyterLab server on a free loopback port, Debian's chromium driven by
 Playwright, and the helpers that open a notebook, run all its cells and read what the front end rendered.
 
-Switch: ``KIT_BROWSER_TESTS=1`` (``KIT_BROWSER_TESTS=1 .ci/run``) makes a missing chromium or Playwright an error;
+Switch: ``KIT_BROWSER_TESTS=1`` (what ``.ci/run`` sets) makes a missing chromium or Playwright an error;
 ``KIT_BROWSER_TESTS=0`` skips the suite; unset, the suite runs where both are installed and is skipped with a
 message saying how to enable it elsewhere. The browser is never downloaded: Playwright drives
 ``/usr/bin/chromium`` (``KIT_CHROMIUM`` overrides the path).

@@ -99,5 +99,41 @@ const quietTeardown = await quietWidget.render({ model: quiet, el: globalThis.do
 await new Promise((r) => setTimeout(r, 2300));
 out.unanswered_resyncs = quiet.sent.filter((m) => m.type === "kit:resync").length;
 quietTeardown();
+// anywidget gave up starting a model (its start-up promise rejected, as after 2 s on a loaded page): its override
+// of the widget model's message handler then rejects every message, and the kernel's answers never arrive
+class WidgetModelBase { // @jupyter-widgets/base: updates set the state, custom messages are triggered
+  _handle_comm_msg(msg) {
+    const data = msg.content.data;
+    if (data.method === "update") for (const [k, v] of Object.entries(data.state)) this.fake.set(k, v);
+    if (data.method === "custom") this.fake.emit("msg:custom", data.content);
+    return Promise.resolve();
+  }
+}
+class GaveUpAnyModel extends WidgetModelBase {
+  _handle_comm_msg() { return Promise.reject(new Error("[anywidget] Failed to initialize model.")); }
+}
+const deaf = new FakeModel({ _kit_bundle: `IPY_MODEL_${BUNDLE_ID}`, _widget_data: [], _py2js_addTraces: null,
+                             _kit_model_id: "fig-2" });
+deaf.silent = true; // the kernel answers through the comm below
+const widgetModel = new GaveUpAnyModel();
+widgetModel.fake = deaf;
+widgetModel.comm = { handler: (msg) => widgetModel._handle_comm_msg(msg), on_msg(cb) { this.handler = cb; } };
+deaf.widget_manager = { get_model: async (id) => (id === "fig-2" ? widgetModel : undefined) };
+const kernelSends = (data) => widgetModel.comm.handler({ content: { data } }).catch(() => {}); // JupyterLab swallows
+const deafWidget = factory();
+const viewsBefore = views.length;
+deafWidget.initialize({ model: deaf });
+const deafEl = globalThis.document.createElement("div");
+const deafTeardown = await deafWidget.render({ model: deaf, el: deafEl });
+for (let i = 0; i < 5; i++) await tick();
+for (const msg of deaf.sent.filter((m) => m.type === "kit:resync")) { // the kernel answers every request
+  kernelSends({ method: "update", state: { _widget_data: [{ name: "from kernel" }] } });
+  kernelSends({ method: "custom", content: { type: "kit:resynced", traces: 1 } });
+}
+for (let i = 0; i < 5; i++) await tick();
+const deafStats = JSON.parse(deafEl.dataset.kitStats);
+out.deaf = { messages: deafStats.messages, answers: deafStats.answers, resyncs: deafStats.resyncs,
+             live_view: views[views.length - 1].traces.map((t) => t.name), views: views.length - viewsBefore };
+deafTeardown();
 console.log(JSON.stringify(out));
 process.exit(0); // the quiet model's retry timer would keep node waiting

@@ -42,6 +42,30 @@ def test_a_redrawn_figure_keeps_receiving_updates():
     assert got["unanswered_resyncs"] == 3, got
 
 
+def test_a_figure_anywidget_gave_up_on_hears_the_kernel_again():
+    """anywidget rejects every message of a model whose widget code took over 2 s to start (a loaded page); the
+    figure then drew without data and never heard the kernel (the browser suite's rare "drew no data"). figure.js
+    hands the comm to the widget model's own handler and asks for the state again: the kernel's answer draws."""
+    done = run_check(FIGURE_JS)
+    assert done.returncode == 0, done.stderr
+    deaf = json.loads(done.stdout.strip().splitlines()[-1])["deaf"]
+    assert deaf["messages"] == "mended", deaf
+    assert deaf["answers"] >= 1 and deaf["live_view"] == ["from kernel"], deaf
+
+
+def test_the_check_catches_a_figure_left_deaf(tmp_path):
+    """Against a figure.js that never mends, the same scenario leaves the figure empty and unanswered."""
+    source = FIGURE_JS.read_text(encoding="utf-8")
+    broken = source.replace('const id = model.get("_kit_model_id");', 'return "ok";', 1)
+    assert broken != source
+    path = tmp_path / "figure.js"
+    path.write_text(broken, encoding="utf-8")
+    done = run_check(path)
+    assert done.returncode == 0, done.stderr
+    deaf = json.loads(done.stdout.strip().splitlines()[-1])["deaf"]
+    assert deaf["answers"] == 0 and deaf["live_view"] == [], deaf
+
+
 def test_the_check_catches_a_replaced_view_that_starves_the_live_one(tmp_path):
     """The same check against a figure.js whose redraw leaves the old view subscribed (as plotly's own wrapper does)
     must fail: the purged view throws and the live view misses the update."""
