@@ -20,6 +20,9 @@ class MultiEditsConfig:
     device: str = "auto"
     pretrained: str | None = None  # "full": an LCM / SD 1.x folder or hub id (downloads only when asked)
     data_dir: str | None = None  # PIE-Bench++ (parquet per config, or its JSON export)
+    # with data_dir: the AspAcc-VLM judge (a transformers image-text-to-text hub id or folder; None: not scored).
+    # The paper's AspAcc-LLaVA does not name its LLaVA version (TODO(paper)); "full" asks LLaVA 1.5 7B [PROPOSED]
+    vlm: str | None = None
     # the offline study: ShapesWorld cases per number of aspects, and which editors run
     n_cases: int = 8
     n_aspects: tuple[int, ...] = (1, 2, 3)
@@ -75,7 +78,8 @@ PRESETS = {
     "tiny": {"n_cases": 2, "n_aspects": (1, 2), "num_inference_steps": 6, "group_steps": 2, "switch_step": 3,
              "map_resolution": 32, "map_normalization": "minmax"},
     "shapes": {"map_resolution": 64, "map_normalization": "minmax"},
-    "full": {"pretrained": "SimianLuo/LCM_Dreamshaper_v7", "resolution": 512, "n_cases": 700},
+    "full": {"pretrained": "SimianLuo/LCM_Dreamshaper_v7", "resolution": 512, "n_cases": 700,
+             "vlm": "llava-hf/llava-1.5-7b-hf"},
 }
 
 

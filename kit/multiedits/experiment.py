@@ -175,11 +175,12 @@ def evaluate_pie(pipe, examples: Sequence, methods: Sequence[str] = METHODS, *, 
     return rows
 
 
-def pie_scorers(clip=None, dino=None, lpips_model=None) -> dict:
+def pie_scorers(clip=None, dino=None, lpips_model=None, vlm=None) -> dict:
     """Return the PIE-Bench scorers for :func:`evaluate_pie` from built models (:mod:`kit.multiedits.metrics`:
-    ``build_clip``, ``build_dino``, ``build_lpips``; each loads pretrained weights, so only on request):
-    CLIP score of the whole edit and of its edited part, D-CLIP and AspAcc-CLIP (``[PROPOSED]``, as "aspacc"),
-    DINO structure distance, and SSIM / LPIPS of the unedited part."""
+    ``build_clip``, ``build_dino``, ``build_lpips``, ``build_vlm_judge``; each loads pretrained weights, so only on
+    request): CLIP score of the whole edit and of its edited part, D-CLIP and AspAcc-CLIP (``[PROPOSED]``, as
+    "aspacc"), AspAcc-VLM (``[PROPOSED]``, as "aspacc_vlm"; the paper's AspAcc-LLaVA), DINO structure distance, and
+    SSIM / LPIPS of the unedited part."""
     from kit.multiedits import metrics as M
     from kit.multiedits.aspects import parse_edit_action, resolve_positions
 
@@ -190,6 +191,9 @@ def pie_scorers(clip=None, dino=None, lpips_model=None) -> dict:
         out["d_clip"] = lambda im, src, ex: M.directional_clip(im, src, ex.target_prompt, ex.source_prompt, clip)
         out["aspacc"] = lambda im, src, ex: M.aspect_accuracy_clip(
             im, src, resolve_positions(ex.source_prompt, parse_edit_action(ex.edit_action)), clip)["accuracy"]
+    if vlm is not None:
+        out["aspacc_vlm"] = lambda im, src, ex: M.aspect_accuracy_vlm(
+            im, resolve_positions(ex.source_prompt, parse_edit_action(ex.edit_action)), vlm)["accuracy"]
     if dino is not None:
         out["structure"] = lambda im, src, ex: M.structure_distance(im, src, dino)
     out["ssim"] = lambda im, src, ex: M.unedited_region_scores(im, src, ex.mask)["ssim"]

@@ -8,8 +8,10 @@ PIE-Bench (Ju et al., PnPInversion) scores an edit ``edited`` of a ``source`` im
 * :func:`structure_distance`: the MSE between the DINO ViT-B/8 self-similarities of the last block's keys;
 * :func:`clip_score`: CLIP (ViT-L/14) score of the edit against the target prompt, whole or edited part (×mask).
 
-ParallelEdits (arXiv:2406.00985, Table 1) adds D-CLIP and AspAcc-CLIP; their exact formulas are not published with
-the captions we have, so :func:`directional_clip` and :func:`aspect_accuracy_clip` are ``[PROPOSED]``.
+ParallelEdits (arXiv:2406.00985, Table 1) adds D-CLIP, AspAcc-CLIP and AspAcc-LLaVA; their exact formulas (and the
+LLaVA version and prompt) are not published with the captions we have, so :func:`directional_clip`,
+:func:`aspect_accuracy_clip` and :func:`aspect_accuracy_vlm` (a yes/no question per aspect to any image-text-to-text
+model of transformers, LLaVA 1.5 by default: :func:`build_vlm_judge`) are ``[PROPOSED]``.
 
 Conventions (PnPInversion's, unless said): pixels are scaled to [0, 1] (``data_range=1``); PSNR, SSIM and MSE are
 torchmetrics' defaults computed over the *whole* masked image (the zeroed edited region counts as agreeing pixels,
@@ -17,7 +19,8 @@ exactly as PnPInversion does, so they are not "mean over unedited pixels"); SSIM
 11, sigma 1.5, K1 0.01, K2 0.03, reflect padding, the SSIM map averaged over every pixel and channel: this differs
 from skimage's ``structural_similarity``, which averages only the interior 5 px away from the border); LPIPS is squeeze-net LPIPS on inputs
 in [-1, 1]; the CLIP score is ``100 * max(cos, 0)`` as torchmetrics' ``CLIPScore`` (what PnPInversion calls).
-Models are built only when asked (``build_lpips``, ``build_dino``, ``build_clip``); nothing is downloaded otherwise.
+Models are built only when asked (``build_lpips``, ``build_dino``, ``build_clip``, ``build_vlm_judge``); nothing is
+downloaded otherwise.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ import torch.nn.functional as F
 
 __all__ = [
     "ClipBundle",
+    "VLMJudge",
     "aspect_accuracy_clip",
+    "aspect_accuracy_vlm",
+    "aspect_questions",
     "build_clip",
     "build_dino",
     "build_lpips",
+    "build_vlm_judge",
     "clip_image_embeds",
     "clip_score",
     "clip_text_embeds",
@@ -397,3 +404,107 @@ def aspect_accuracy_clip(edited: Any, source: Any, aspects: Sequence[Any], clip:
         ok.append(bool(good))
         pairs.append((lhs, rhs))
     return {"ok": ok, "accuracy": sum(ok) / len(ok), "sims": pairs}
+
+
+# ------------------------------------------------------------------------------------- AspAcc with a VLM judge
+
+VLM_QUESTION = "Does this image show {phrase}? Answer yes or no."
+
+
+def aspect_questions(aspects: Sequence[Any], template: str = VLM_QUESTION) -> list[list[tuple[str, bool]]]:
+    """[PROPOSED] The yes/no questions that decide each aspect, with the answer that means "edited": a swap is done
+    when the edit shows the target phrase (yes) and no longer the source phrase (no), an addition when it shows the
+    added phrase (yes), a deletion when it no longer shows the deleted phrase (no). ``aspects`` as for
+    :func:`aspect_accuracy_clip`; ``template`` holds ``{phrase}``."""
+    if "{phrase}" not in template:
+        raise ValueError(f"the question template must contain {{phrase}}, got {template!r}")
+    if isinstance(aspects, (str, bytes)) or len(aspects) == 0:
+        raise ValueError("aspects must be a non-empty sequence of (kind, source_text, target_text)")
+    out = []
+    for i, asp in enumerate(aspects):
+        kind, src, tgt = _aspect_triple(asp, i)
+        ask = lambda phrase: template.format(phrase=phrase.strip())  # noqa: E731
+        out.append({"swap": [(ask(tgt), True), (ask(src), False)], "add": [(ask(tgt), True)],
+                    "delete": [(ask(src), False)]}[kind])
+    return out
+
+
+def aspect_accuracy_vlm(edited: Any, aspects: Sequence[Any], judge: Any, threshold: float = 0.5,
+                        template: str = VLM_QUESTION) -> dict[str, Any]:
+    """[PROPOSED] AspAcc-VLM (the paper's AspAcc-LLaVA with a pluggable judge): each aspect is right when every one of
+    its :func:`aspect_questions` gets the answer meaning "edited"; ``judge(image, question)`` returns the probability
+    of "yes" (a :class:`VLMJudge`, or any callable), read as yes above ``threshold``. Returns {"ok": [bool per
+    aspect], "accuracy": fraction ok, "answers": [[(question, p_yes), ...] per aspect]}."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+    image = to_rgb_array(edited, "edited")
+    ok, answers = [], []
+    for questions in aspect_questions(aspects, template):
+        got = [(q, float(judge(image, q))) for q, _ in questions]
+        for q, p in got:
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"the judge must return a probability of yes, got {p!r} for {q!r}")
+        ok.append(all((p > threshold) == want for (_, p), (_, want) in zip(got, questions)))
+        answers.append(got)
+    return {"ok": ok, "accuracy": sum(ok) / len(ok), "answers": answers}
+
+
+def _first_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
+    """The first token of each word as the model would write it after the prompt (with and without a leading space)."""
+    ids = []
+    for w in words:
+        for text in (w, " " + w):
+            enc = tokenizer.encode(text, add_special_tokens=False)
+            if enc and enc[0] != getattr(tokenizer, "unk_token_id", None):
+                ids.append(int(enc[0]))
+    return sorted(set(ids))
+
+
+class VLMJudge:
+    """p(yes) of an image-text-to-text model of transformers (LLaVA 1.5 as in the paper's AspAcc-LLaVA, or any model
+    whose processor has a chat template) for a yes/no question about an image: the question goes through the
+    processor's chat template with the image, and p(yes) is the softmax over the next-token logits summed over the
+    first tokens of "Yes"/"yes" against those of "No"/"no" (no sampling, so it is deterministic)."""
+
+    YES = ("Yes", "yes")
+    NO = ("No", "no")
+
+    def __init__(self, model: torch.nn.Module, processor: Any) -> None:
+        self.model, self.processor = model.eval(), processor
+        tok = processor.tokenizer
+        self.yes_ids, self.no_ids = _first_token_ids(tok, self.YES), _first_token_ids(tok, self.NO)
+        if not self.yes_ids or not self.no_ids or set(self.yes_ids) & set(self.no_ids):
+            raise ValueError(f"the tokenizer must give distinct first tokens for yes and no, got {self.yes_ids} and "
+                             f"{self.no_ids}")
+        if getattr(processor, "chat_template", None) is None:
+            raise ValueError("the processor has no chat template: pass a processor of an instruction-tuned model")
+
+    def prompt(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    @torch.no_grad()
+    def __call__(self, image: Any, question: str) -> float:
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"question must be a non-empty string, got {question!r}")
+        inputs = self.processor(images=to_rgb_array(image), text=self.prompt(question), return_tensors="pt")
+        param = next(self.model.parameters())
+        inputs = {k: (v.to(param.device, param.dtype) if torch.is_floating_point(v) else v.to(param.device))
+                  for k, v in inputs.items()}
+        logits = self.model(**inputs).logits[0, -1].float()
+        yes = torch.logsumexp(logits[self.yes_ids], dim=0)
+        no = torch.logsumexp(logits[self.no_ids], dim=0)
+        return float(torch.sigmoid(yes - no))
+
+
+def build_vlm_judge(name: str = "llava-hf/llava-1.5-7b-hf", device: str | None = None,
+                    dtype: torch.dtype | None = None) -> VLMJudge:
+    """Return a :class:`VLMJudge` for the hub id or folder ``name`` (``[PROPOSED]`` LLaVA 1.5 7B, the paper's
+    AspAcc-LLaVA judge family; its version is ``TODO(paper)``); loaded, possibly downloaded, only when called.
+    ``dtype`` defaults to float16 on CUDA, float32 elsewhere."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype).to(device)
+    return VLMJudge(model, AutoProcessor.from_pretrained(name))

@@ -50,6 +50,7 @@ EXEMPT = {
     ("multiedits/02_evaluate", "preset", "shapes"): "the README's study (3 editors on 24 edits, about 20 CPU minutes); "
                                                     "the tiny preset runs the same code on 4",
     ("*", "pretrained", "SimianLuo/LCM_Dreamshaper_v7"): _HUB,
+    ("multiedits/02_evaluate", "vlm", "llava-hf/llava-1.5-7b-hf"): _HUB,
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }

@@ -192,6 +192,12 @@ def test_pie_scorers_wire_each_metric_to_the_example(monkeypatch):
     assert seen["clip_whole"] == ("a big green cross", "CLIP") and seen["d"] == ("a big green cross", "a big white cross")
     assert seen["asp"][0].position == 1  # the annotation's inner position is resolved to the phrase's start
     assert set(pie_scorers()) == {"ssim"}
+    # the VLM judge gets the edit and the resolved aspects: one swap, two questions
+    asked = []
+    judge = lambda im, q: asked.append(q) or (0.8 if "green" in q else 0.2)  # noqa: E731
+    assert pie_scorers(vlm=judge)["aspacc_vlm"](img, img, ex) == 1.0
+    assert asked == ["Does this image show big green cross? Answer yes or no.",
+                     "Does this image show big white cross? Answer yes or no."]
 
 
 def test_an_lcm_scheduler_gives_the_editor_its_own_timesteps(pipe, image):

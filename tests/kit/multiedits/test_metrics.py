@@ -378,3 +378,130 @@ def test_aspect_accuracy_on_the_tiny_model_and_bad_aspects(clip):
         M.aspect_accuracy_clip(a, b, [("swap", "", "blue")], clip)
     with pytest.raises(ValueError, match="must be \\(kind, source_text, target_text\\)"):
         M.aspect_accuracy_clip(a, b, ["swap cat dog"], clip)
+
+
+# ---------------------------------------------------------------------------------------- AspAcc with a VLM judge
+LLAVA_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "USER:", "ASSISTANT:", "Yes", "No", "yes", "no", "Does",
+               "this", "image", "show", "red", "blue", "circle", "square", "?", "Answer", "or", "no."]
+LLAVA_TEMPLATE = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
+                  "{% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
+                  "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def _llava_parts(words=LLAVA_WORDS, chat_template=LLAVA_TEMPLATE):
+    """A tiny random LLaVA (CLIP vision tower + Llama) and its processor, built offline as transformers' tests do."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = {w: i for i, w in enumerate(words)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>")
+    tok.add_tokens(["<image>"], special_tokens=True)
+    proc = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 16},
+                                                             crop_size={"height": 16, "width": 16}),
+                          tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                          chat_template=chat_template, image_token="<image>", num_additional_image_tokens=1)
+    cfg = LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, image_size=16, patch_size=8),
+                      text_config=LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32,
+                                              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                              max_position_embeddings=64),
+                      image_token_id=vocab["<image>"], vision_feature_layer=-1,
+                      vision_feature_select_strategy="default")
+    torch.manual_seed(0)
+    return LlavaForConditionalGeneration(cfg).eval(), proc
+
+
+@pytest.fixture(scope="module")
+def llava_judge():
+    return M.VLMJudge(*_llava_parts())
+
+
+def test_aspect_questions_ask_what_each_kind_of_edit_must_show():
+    qs = M.aspect_questions([("swap", "red circle", "blue circle"), ("add", "", "a square"),
+                             ("delete", "the dog", "")])
+    assert qs == [[("Does this image show blue circle? Answer yes or no.", True),
+                   ("Does this image show red circle? Answer yes or no.", False)],
+                  [("Does this image show a square? Answer yes or no.", True)],
+                  [("Does this image show the dog? Answer yes or no.", False)]]
+    with pytest.raises(ValueError, match="must contain"):
+        M.aspect_questions([("add", "", "a square")], template="Is it there?")
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        M.aspect_questions([])
+
+
+def test_aspect_accuracy_vlm_needs_every_answer_right():
+    shown = {"blue circle", "a square"}  # what a perfect judge sees in the edit
+
+    def judge(image, question):
+        assert image.shape == (H, W, 3)
+        phrase = question.split("show ", 1)[1].split("?")[0]
+        return 0.9 if phrase in shown else 0.1
+
+    aspects = [("swap", "red circle", "blue circle"), ("add", "", "a square"), ("delete", "the dog", ""),
+               ("swap", "green cross", "blue circle"), ("delete", "a square", ""), ("swap", "blue circle", "white")]
+    out = M.aspect_accuracy_vlm(_img(60), aspects, judge)
+    # swap done; added; deleted; swap done (its source is gone); deletion failed (still shown); swap failed
+    assert out["ok"] == [True, True, True, True, False, False]
+    assert out["accuracy"] == pytest.approx(4 / 6)
+    assert out["answers"][0] == [("Does this image show blue circle? Answer yes or no.", 0.9),
+                                 ("Does this image show red circle? Answer yes or no.", 0.1)]
+    # the threshold is where yes begins
+    assert M.aspect_accuracy_vlm(_img(60), [("add", "", "a square")], judge, threshold=0.95)["ok"] == [False]
+    with pytest.raises(ValueError, match="threshold"):
+        M.aspect_accuracy_vlm(_img(60), aspects, judge, threshold=1.0)
+    with pytest.raises(ValueError, match="probability of yes"):
+        M.aspect_accuracy_vlm(_img(60), aspects, lambda im, q: 3.0)
+    with pytest.raises(ValueError, match="edited must be"):
+        M.aspect_accuracy_vlm("edit.png", aspects, judge)
+
+
+def test_vlm_judge_reads_p_yes_from_the_next_token_of_a_tiny_llava(llava_judge):
+    judge = llava_judge
+    img = _img(61)
+    question = "Does this image show red circle? Answer yes or no."
+    prompt = judge.prompt(question)
+    assert prompt == f"USER: <image> {question} ASSISTANT:"
+    p = judge(img, question)
+    assert 0.0 < p < 1.0 and judge(img, question) == p  # deterministic
+    # independently: the full softmax over the vocabulary, yes-words' mass against no-words' mass
+    inputs = judge.processor(images=img, text=prompt, return_tensors="pt")
+    with torch.no_grad():
+        probs = judge.model(**inputs).logits[0, -1].double().softmax(-1)
+    vocab = judge.processor.tokenizer.get_vocab()
+    p_yes = float(probs[vocab["Yes"]] + probs[vocab["yes"]])
+    p_no = float(probs[vocab["No"]] + probs[vocab["no"]])
+    assert p == pytest.approx(p_yes / (p_yes + p_no), rel=1e-5)
+    # a different image changes the answer's probability (the image reaches the language model)
+    assert judge(_img(62), question) != pytest.approx(p, rel=1e-9)
+    out = M.aspect_accuracy_vlm(img, [("swap", "red circle", "blue circle")], judge)
+    assert len(out["answers"][0]) == 2 and isinstance(out["ok"][0], bool)
+    with pytest.raises(ValueError, match="question must be"):
+        judge(img, " ")
+
+
+def test_vlm_judge_refuses_processors_it_cannot_read():
+    model, proc = _llava_parts(words=[w for w in LLAVA_WORDS if w not in ("No", "no")])
+    with pytest.raises(ValueError, match="distinct first tokens for yes and no"):
+        M.VLMJudge(model, proc)
+    model, proc = _llava_parts(chat_template=None)
+    with pytest.raises(ValueError, match="no chat template"):
+        M.VLMJudge(model, proc)
+
+
+def test_build_vlm_judge_loads_a_saved_model_through_the_auto_classes(tmp_path, llava_judge):
+    llava_judge.model.save_pretrained(tmp_path)
+    llava_judge.processor.save_pretrained(tmp_path)
+    judge = M.build_vlm_judge(str(tmp_path), device="cpu")
+    question = "Does this image show blue circle? Answer yes or no."
+    assert judge(_img(63), question) == pytest.approx(llava_judge(_img(63), question), rel=1e-6)
