@@ -478,10 +478,9 @@ def localize(pipe, image: Any, caption: str, *, seed: int = 0, word_scorer: Call
     img = img[..., :3]
     size = img.shape[:2]
     e_t = caption_embedding(pipe, caption)
-    if word_scorer is not None:
-        from kit.dtiil.words import caption_runs
+    from kit.dtiil.words import caption_runs
 
-        caption_runs(caption)   # refuse a caption with no content word before any work
+    caption_runs(caption)   # a caption with no content word names nothing that could be inconsistent: refused
     stages = {"align": 0.0, "diff": 0.0, "inpaint": 0.0, "words": 0.0}
     t_all = time.perf_counter()
     restore = unet_restored(pipe.unet) if o.restore_unet else _nothing()

@@ -199,6 +199,8 @@ def test_localize_bad_inputs(pipe, image):
         localize(pipe, image, CAPTION, align_stpes=3)
     with pytest.raises(ValueError, match="zebra"):
         localize(pipe, image, "a big zebra", **FAST)
+    with pytest.raises(ValueError, match="content word"):
+        localize(pipe, image, "a and of", **FAST)
     with pytest.raises(ValueError, match="final_map_on"):
         LocalizeOptions(final_map_on="middle")
 
