@@ -75,7 +75,7 @@ PRESETS = {
     # [PROPOSED] ShapesWorld settings (spec §5 suggests K1 100-200, n = 4, RePaint inpainting): Align at a higher rate
     # with 2 draws per step; measured on 8 text-side pairs (first map, pixel AUC): 20 steps at 3e-2 0.94, 40 at 2e-2
     # 0.93, 50 x 4 draws at 2e-2 0.93, the correct caption's embedding (an oracle alignment) 0.95
-    "tiny": {"n_pairs": 4, "n_val": 4, "align_steps": 20, "align_batch": 2, "embed_lr": 3e-2, "n_noise": 2,
+    "tiny": {"n_pairs": 4, "n_val": 2, "align_steps": 20, "align_batch": 2, "embed_lr": 3e-2, "n_noise": 2,
              "inpaint_steps": 10, "inpaint_guidance": 3.0},
     "shapes": {"n_pairs": 48, "n_val": 24, "align_steps": 40, "align_batch": 2, "embed_lr": 2e-2, "n_noise": 4,
                "inpaint_steps": 25, "inpaint_guidance": 3.0},

@@ -131,7 +131,8 @@ def evaluate(pipe, pairs: Sequence[Pair], *, seed: int = 0, options: LocalizeOpt
     if bad:
         raise ValueError(f"unknown baselines {bad}; valid: {BASELINES}")
     rows = []
-    for i, pair in enumerate(tqdm(pairs, desc="D-TIIL pairs", disable=not progress)):
+    bar = {} if progress else {"disable": True}   # TQDM_DISABLE still applies
+    for i, pair in enumerate(tqdm(pairs, desc="D-TIIL pairs", **bar)):
         res = localize(pipe, pair.image, pair.caption, seed=seed + i, word_scorer=word_scorer,
                        score_scorer=score_scorer, inpainter=inpainter, options=opts)
         row = score_pair(pair, res, tau=opts.tau2, pipe=pipe, baselines=baselines, seed=seed + i)
@@ -159,4 +160,5 @@ def detection(rows: Sequence[dict], val_rows: Sequence[dict] | None = None) -> d
 
 def summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Return per-subset means of every numeric column (NaN-aware) and the pair counts."""
-    return metrics.summarize([{k: v for k, v in r.items() if k != "result"} for r in rows])
+    text = {k for r in rows for k, v in r.items() if isinstance(v, str)} | {"result"}
+    return metrics.summarize([{k: v for k, v in r.items() if k not in text} for r in rows])

@@ -412,10 +412,17 @@ class LocalizeResult:
     align_losses: dict[str, list[float]] = field(default_factory=dict)
     embed_drift: np.ndarray | None = None       # ||E_img - E_T|| per token position [L]
     options: LocalizeOptions | None = None
+    grid_map: np.ndarray | None = None          # the final map at the latent grid [h, w], before upsampling
+    first_grid_map: np.ndarray | None = None
 
     def rebinarize(self, tau: float, first: bool = False) -> np.ndarray:
-        """Return the mask of the (final or first) heat map at another threshold ``tau``."""
-        return binarize(self.first_heatmap if first else self.heatmap, tau)
+        """Return the (final or first) mask at another threshold ``tau``, binarised as :func:`localize` does: from
+        the latent-grid map, then resized to the image (for pixel-space models the grid is the image)."""
+        grid = self.first_grid_map if first else self.grid_map
+        size = self.heatmap.shape
+        if grid is None:
+            return binarize(self.first_heatmap if first else self.heatmap, tau)
+        return binarize(grid, tau, size)
 
 
 def _to_uint8(image: Any) -> np.ndarray:
@@ -528,7 +535,7 @@ def localize(pipe, image: Any, caption: str, *, seed: int = 0, word_scorer: Call
     drift = (a1.embeds - e_t)[0].norm(dim=-1).cpu().numpy()
     return LocalizeResult(final_mask, final_map, words, score, first_mask, first_map, edited,
                           time.perf_counter() - t_all, stages, runs, run_scores, final.per_seed.numpy(), losses,
-                          drift, o)
+                          drift, o, final.map.numpy(), d1.map.numpy())
 
 
 @contextmanager

@@ -38,6 +38,10 @@ EXPECTED_KEYS = {
     "multiedits/01_train": {"config", "cases", "grouping", "example"},
     "multiedits/02_evaluate": {"config", "identity", "rows", "summary", "parallel_vs_sequential"},
     "multiedits/03_explore": {"config", "edit"},
+    "dtiil/01_train": {"config", "scorer", "tiil", "word_step_gt_mask"},
+    "dtiil/02_evaluate": {"config", "rows", "val_scores", "summary", "comparison", "detection", "seconds_per_pair",
+                          "worst_cases", "claims"},
+    "dtiil/03_explore": {"config", "localization", "iou_vs_tau", "seed_agreement"},
 }
 
 
