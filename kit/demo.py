@@ -38,6 +38,9 @@ KEY_FIGURES = {
     "multiedits/01_train": "grouping",
     "multiedits/02_evaluate": "accuracy_vs_aspects",
     "multiedits/03_explore": "branches",
+    "dtiil/01_train": "pairs",
+    "dtiil/02_evaluate": "roc",
+    "dtiil/03_explore": "region",
 }
 
 
@@ -190,6 +193,15 @@ def _multiedits(m: dict[str, dict]) -> str:
             f"ShapesWorld colour/shape edits: {'; '.join(parts)}.")
 
 
+def _dtiil(m: dict[str, dict]) -> str:
+    ev = m["02_evaluate"]
+    claims, det = ev["claims"], ev["detection"]["all"]
+    parts = [f"{s}-edited pairs IoU {claims[s]['iou']:.2f} ({claims[s]['minus_random']:+.2f} over a random mask of "
+             f"the same area)" for s in ("text", "image") if s in claims]
+    return (f"D-TIIL on ShapesWorld-TIIL: {'; '.join(parts)}; consistency-score detection AUC {det['auc']:.2f}; "
+            f"{claims['consistent_fp_area']:.0%} of a consistent image flagged.")
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -197,7 +209,8 @@ def _start(m: dict[str, dict]) -> str:
 
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
-    "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits}
+    "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits,
+    "dtiil": _dtiil}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

@@ -28,6 +28,7 @@ class DTIILConfig:
     # ShapesWorld-TIIL: pairs cycle consistent, text-side, consistent, image-side
     n_pairs: int = 16
     n_val: int = 8                  # pairs of a separate validation split (the score's decision threshold)
+    n_relation: int = 0             # extra test pairs whose caption swaps the two objects' relation (where it fails)
     n_objects: tuple[int, int] = (1, 2)
     resolution: int = 32
     # localisation (the authors' __call__ defaults unless noted)
@@ -55,6 +56,8 @@ class DTIILConfig:
     def __post_init__(self) -> None:
         if self.word_scorer not in WORD_SCORERS:
             raise ValueError(f"word_scorer must be one of {WORD_SCORERS}, got {self.word_scorer!r}")
+        if isinstance(self.n_relation, bool) or not isinstance(self.n_relation, int) or self.n_relation < 0:
+            raise ValueError(f"n_relation must be an int >= 0, got {self.n_relation!r}")
         for name in ("n_pairs", "n_val"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or \
                     getattr(self, name) < 1:
@@ -77,8 +80,8 @@ PRESETS = {
     # 0.93, 50 x 4 draws at 2e-2 0.93, the correct caption's embedding (an oracle alignment) 0.95
     "tiny": {"n_pairs": 4, "n_val": 2, "align_steps": 20, "align_batch": 2, "embed_lr": 3e-2, "n_noise": 2,
              "inpaint_steps": 10, "inpaint_guidance": 3.0},
-    "shapes": {"n_pairs": 48, "n_val": 24, "align_steps": 40, "align_batch": 2, "embed_lr": 2e-2, "n_noise": 4,
-               "inpaint_steps": 25, "inpaint_guidance": 3.0},
+    "shapes": {"n_pairs": 48, "n_val": 24, "n_relation": 8, "align_steps": 40, "align_batch": 2, "embed_lr": 2e-2,
+               "n_noise": 4, "inpaint_steps": 25, "inpaint_guidance": 3.0},
     "full": {"pretrained": "stable-diffusion-v1-5/stable-diffusion-v1-5",
              "inpainter": "stable-diffusion-v1-5/stable-diffusion-inpainting", "word_scorer": "clip",
              "n_pairs": 1000, "n_val": 200, "align_steps": 500, "unet_steps": 200, "n_noise": 10, "tau1": 0.17},

@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 from kit.dtiil import metrics
 from kit.dtiil.localize import LocalizeOptions, LocalizeResult, binarize, localize
 
-__all__ = ["Pair", "SUBSETS", "shapes_pairs", "tiil_pairs", "evaluate", "score_pair", "summary", "detection",
+__all__ = ["Pair", "SUBSETS", "shapes_pairs", "relation_pairs", "tiil_pairs", "evaluate", "score_pair", "summary", "detection",
            "BASELINES"]
 
-SUBSETS = ("text", "image", "consistent")
+SUBSETS = ("text", "image", "consistent", "relation")
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 BASELINES = ("random", "saliency", "cross_attention")
 
 
@@ -60,6 +61,27 @@ def shapes_pairs(n: int, seed: int = 0, n_objects: tuple[int, int] = (1, 2), res
         subset = "consistent" if p.consistent else p.side
         out.append(Pair(p.image, p.caption, subset, p.word, p.mask, p.edit.kind if p.edit is not None else None,
                         f"shapes/{seed}/{i}"))
+    return out
+
+
+def relation_pairs(n: int, seed: int = 0, resolution: int = 32) -> list[Pair]:
+    """Return ``n`` text-side pairs whose caption swaps the relation of two objects ("left of" <-> "right of",
+    "above" <-> "below"): subset "relation", GT word = the new relation's first word, GT mask = both objects (the
+    relation is between them). D-TIIL's word step cannot name a relation (relation words are never a caption run),
+    and the paper's reviewers expect predicates to be hard: these pairs measure where it fails."""
+    from kit.data.shapes import caption, relation_of, render, sample_scene
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        scene = sample_scene(rng, 2)
+        rel = relation_of(scene.objects[0], scene.objects[1])
+        image, masks = render(scene, resolution)
+        text = caption(scene).replace(f" {rel} ", f" {OPPOSITE[rel]} ", 1)
+        out.append(Pair(image, text, "relation", OPPOSITE[rel].split()[0], masks[0] | masks[1], "relation",
+                        f"relation/{seed}/{i}"))
     return out
 
 
@@ -98,7 +120,7 @@ def score_pair(pair: Pair, result: LocalizeResult, *, tau: float, pipe=None, bas
                            "word": pair.word, "score": result.score, "seconds": result.seconds,
                            "area": float(result.mask.mean()), "predicted_words": " ".join(result.words),
                            **{f"seconds_{k}": v for k, v in result.stage_seconds.items()}}
-    inconsistent = pair.subset != "consistent"
+    inconsistent = pair.subset != "consistent"   # text, image, relation (or TIIL's unlabelled "inconsistent")
     if inconsistent:
         row.update(iou=metrics.mask_iou(result.mask, gt), f1=metrics.mask_f1(result.mask, gt),
                    first_iou=metrics.mask_iou(result.first_mask, gt), pixel_auc=metrics.pixel_auc(result.heatmap, gt),

@@ -362,7 +362,7 @@ COLUMNS = ("iou", "f1", "pixel_auc", "word_acc", "fp_area", "score")
 
 
 def comparison_rows(table: dict[str, dict[str, float]],
-                    subsets: Sequence[str] = ("text", "image", "inconsistent", "consistent")
+                    subsets: Sequence[str] = ("text", "image", "relation", "inconsistent", "consistent")
                     ) -> list[dict[str, Any]]:
     """Return the comparison table of D-TIIL and its baselines per subset from
     :func:`kit.dtiil.experiment.summary`: rows {subset, method, n, iou, f1, pixel_auc, word_acc, fp_area, score}

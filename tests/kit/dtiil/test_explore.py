@@ -230,3 +230,18 @@ def test_shapes_tiil_export_reads_back(tmp_path):
     assert all(v == 6 for v in check["matches"].values())
     with pytest.raises(ValueError, match="were exported"):
         explore.tiil_round_trip(pairs[:4], tmp_path / "tiil")
+
+
+def test_relation_pairs_swap_the_relation_and_mark_both_objects():
+    from kit.data.shapes import RELATIONS
+    from kit.dtiil.experiment import OPPOSITE, relation_pairs
+
+    pairs = relation_pairs(6, seed=3)
+    assert len(pairs) == 6 and relation_pairs(6, seed=3)[2].caption == pairs[2].caption
+    for p in pairs:
+        assert p.subset == "relation" and p.kind == "relation"
+        rel = [r for r in RELATIONS if f" {r} " in p.caption]
+        assert len(rel) == 1 and OPPOSITE[rel[0]].split()[0] != p.word and rel[0].split()[0] == p.word
+        assert p.mask.shape == (32, 32) and p.mask.mean() > 0.03
+    with pytest.raises(ValueError, match="n must be"):
+        relation_pairs(-1)
