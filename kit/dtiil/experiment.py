@@ -182,5 +182,5 @@ def detection(rows: Sequence[dict], val_rows: Sequence[dict] | None = None) -> d
 
 def summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Return per-subset means of every numeric column (NaN-aware) and the pair counts."""
-    text = {k for r in rows for k, v in r.items() if isinstance(v, str)} | {"result"}
+    text = {k for r in rows for k, v in r.items() if isinstance(v, str) and k != "subset"} | {"result"}
     return metrics.summarize([{k: v for k, v in r.items() if k not in text} for r in rows])

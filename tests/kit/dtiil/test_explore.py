@@ -245,3 +245,15 @@ def test_relation_pairs_swap_the_relation_and_mark_both_objects():
         assert p.mask.shape == (32, 32) and p.mask.mean() > 0.03
     with pytest.raises(ValueError, match="n must be"):
         relation_pairs(-1)
+
+
+def test_summary_keeps_subsets_and_drops_text_columns():
+    from kit.dtiil.experiment import summary
+
+    rows = [{"subset": "text", "kind": "colour", "word": "red", "iou": 0.5, "score": 80.0},
+            {"subset": "consistent", "kind": None, "word": None, "fp_area": 0.1, "score": 95.0},
+            {"subset": "text", "kind": "shape", "word": "circle", "iou": 0.3, "score": 70.0}]
+    table = summary(rows)
+    assert table["text"]["iou"] == pytest.approx(0.4) and table["text"]["n"] == 2
+    assert table["consistent"]["fp_area"] == pytest.approx(0.1)
+    assert "kind" not in table["text"] and "word" not in table["all"]
