@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["encode_image", "ddim_grid", "ddim_step", "DDIMGrid", "Inversion", "ddim_invert", "null_text_invert",
+__all__ = ["encode_image", "ddim_grid", "ddim_step", "eps_from_output", "DDIMGrid", "Inversion", "ddim_invert", "null_text_invert",
            "reconstruct", "inpaint"]
 
 
@@ -132,6 +132,19 @@ def _x0_eps(out: Tensor, x: Tensor, abar: Tensor, prediction_type: str) -> tuple
         return a * x - s * out, a * out + s * x
     if prediction_type == "sample":
         return out, (x - a * out) / s
+    raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")
+
+
+def eps_from_output(out: Tensor, x: Tensor, abar: Tensor | float, prediction_type: str) -> Tensor:
+    """Return the noise prediction eps [B, ...] from a model output at (x, abar): epsilon, v or sample."""
+    abar = torch.as_tensor(abar, dtype=x.dtype, device=x.device)
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":
+        return a * out + s * x
+    if prediction_type == "sample":
+        return (x - a * out) / s
     raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")
 
 

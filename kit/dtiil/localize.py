@@ -265,18 +265,6 @@ class DiffResult:
         return self.per_seed.mean(0)
 
 
-def _eps(out: Tensor, x_vp: Tensor, abar: float, kind: str) -> Tensor:
-    """Return the noise prediction from a model output at the variance-preserving point x_vp."""
-    a, s = abar ** 0.5, (1 - abar) ** 0.5
-    if kind == "epsilon":
-        return out
-    if kind == "v_prediction":
-        return a * out + s * x_vp
-    if kind == "sample":
-        return (x_vp - a * out) / s
-    raise ValueError(f"unsupported prediction_type {kind!r}")
-
-
 @torch.no_grad()
 def noise_difference(pipe, z0: Tensor, embeds_a: Tensor, embeds_b: Tensor, *, n: int = 8, seed: int = 0,
                      steps: int = 10, strength: float = 0.5, guidance_scale: float = 7.0) -> DiffResult:
@@ -288,6 +276,8 @@ def noise_difference(pipe, z0: Tensor, embeds_a: Tensor, embeds_b: Tensor, *, n:
     (converted to epsilon for v / sample models) gives d_k = ||eps_a - eps_b||_2 over channels. The n seeds come
     from ``seed`` (all rows run as one batch)."""
     from diffusers import LMSDiscreteScheduler
+
+    from kit.diffusion.editing import eps_from_output
 
     _int(n, "n", 1)
     _int(steps, "steps", 1)
@@ -319,7 +309,7 @@ def noise_difference(pipe, z0: Tensor, embeds_a: Tensor, embeds_b: Tensor, *, n:
                         encoder_hidden_states=torch.cat([uncond, cond])).sample.float()
         out_u, out_c = out.chunk(2)
         guided = out_u + guidance_scale * (out_c - out_u)
-        eps = _eps(guided, x_in, float(abar_all[int(t)]), kind)
+        eps = eps_from_output(guided, x_in, float(abar_all[int(t)]), kind)
         x = sched.step(guided, t, x).prev_sample
     d = (eps[:n] - eps[n:]).pow(2).sum(1).sqrt()   # [n, h, w]
     m = d.mean(0)

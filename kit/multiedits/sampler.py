@@ -27,23 +27,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from kit.diffusion.editing import eps_from_output  # the DDCM step's eps (re-exported)
+
 __all__ = ["REFERENCES", "REFERENCE_EPS", "ddcm_step", "eps_from_output", "reference_indices", "DDCMResult", "ddcm_sample"]
 
 REFERENCES = ("previous", "code_order")
 REFERENCE_EPS = ("reference", "source", "reference_source_scale")
-
-
-def eps_from_output(out: Tensor, x: Tensor, abar: Tensor | float, prediction_type: str) -> Tensor:
-    """Return the noise prediction eps [B, ...] from a model output at (x, abar): epsilon, v or sample."""
-    abar = torch.as_tensor(abar, dtype=x.dtype, device=x.device)
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    if prediction_type == "epsilon":
-        return out
-    if prediction_type == "v_prediction":
-        return a * out + s * x
-    if prediction_type == "sample":
-        return (x - a * out) / s
-    raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")
 
 
 def ddcm_step(x: Tensor, r: Tensor, r0: Tensor, eps: Tensor, eps_r: Tensor, abar: Tensor | float,
