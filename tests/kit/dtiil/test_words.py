@@ -183,24 +183,11 @@ VOCAB = ["a", "photo", "of", "big", "small", "red", "blue", "circle", "square"]
 
 
 @pytest.fixture(scope="module")
-def tiny_clip():
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+def tiny_clip(make_tiny_clip):
+    from transformers import CLIPProcessor
 
-    from kit.diffusion.text import build_tokenizer
-
-    tok = build_tokenizer(VOCAB, max_length=16)
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32,
-                           num_hidden_layers=1, num_attention_heads=2),
-        projection_dim=8,
-    )
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    proc = CLIPProcessor(image_processor=image_processor, tokenizer=tok)
-    return CLIPModel(cfg).eval(), proc
+    model, tok, image_processor = make_tiny_clip(VOCAB)
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tok)
 
 
 def test_clip_scorer_returns_cosine_similarities_of_the_projected_embeddings(tiny_clip):

@@ -28,23 +28,8 @@ def _box_mask(h: int = H, w: int = W) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- tiny models
 @pytest.fixture(scope="module")
-def clip():
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    from kit.diffusion.text import build_tokenizer
-
-    tok = build_tokenizer(VOCAB, max_length=16)
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2),
-        projection_dim=8,
-    )
-    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return M.ClipBundle(CLIPModel(cfg).eval(), tok, proc)
+def clip(make_tiny_clip):
+    return M.ClipBundle(*make_tiny_clip(VOCAB))
 
 
 @pytest.fixture(scope="module")
