@@ -458,6 +458,22 @@ def from_pretrained_sd(model_id_or_path: str, tokenizer=None, scheduler=None, so
     return TextToImagePipeline(unet, text_encoder, tokenizer, scheduler=scheduler, vae=vae, solver=solver)
 
 
+def load_editing_pipeline(pretrained: str | None = None, device: str | torch.device = "cpu") -> TextToImagePipeline:
+    """Return the pipeline the editing series (multiedits, dtiil) run on: the committed ShapesWorld model
+    (``pretrained=None``; scheduler path, no solver) or an SD 1.x / LCM folder or hub id through
+    :func:`from_pretrained_sd` (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA). Downloads only when
+    ``pretrained`` is a hub id."""
+    if pretrained is None:
+        return load_shapes_pipeline(device=device, solver=None)
+    scheduler = None
+    if "lcm" in pretrained.lower():
+        from diffusers import LCMScheduler
+
+        scheduler = LCMScheduler.from_pretrained(pretrained, subfolder="scheduler")
+    dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    return from_pretrained_sd(pretrained, scheduler=scheduler, torch_dtype=dtype).to(device)
+
+
 SHAPES_MODEL_DIR = "t2i_shapes"
 
 

@@ -96,19 +96,10 @@ def preset(name: str = "shapes", **overrides) -> DTIILConfig:
 def load_pipeline(cfg: DTIILConfig, device: str | None = None):
     """Return the judge's pipeline: the committed ShapesWorld model, or with ``cfg.pretrained`` an SD 1.x folder or
     hub id through ``from_pretrained`` (fp16 on CUDA)."""
-    import torch
-
     from kit.core.device import pick_device
+    from kit.diffusion.t2i import load_editing_pipeline
 
-    dev = pick_device(device or cfg.device)
-    if cfg.pretrained is None:
-        from kit.diffusion.t2i import load_shapes_pipeline
-
-        return load_shapes_pipeline(device=dev, solver=None)
-    from kit.diffusion.t2i import from_pretrained_sd
-
-    dtype = torch.float16 if torch.device(dev).type == "cuda" else torch.float32
-    return from_pretrained_sd(cfg.pretrained, torch_dtype=dtype).to(dev)
+    return load_editing_pipeline(cfg.pretrained, pick_device(device or cfg.device))
 
 
 def load_inpainter(cfg: DTIILConfig, device: str | None = None):

@@ -93,21 +93,7 @@ def preset(name: str = "shapes", **overrides) -> MultiEditsConfig:
 def load_pipeline(cfg: MultiEditsConfig, device: str | None = None):
     """Return the editor's pipeline: the committed ShapesWorld model, or with ``cfg.pretrained`` an LCM / SD 1.x
     folder or hub id through ``from_pretrained`` (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA)."""
-    import torch
-
     from kit.core.device import pick_device
+    from kit.diffusion.t2i import load_editing_pipeline
 
-    dev = pick_device(device or cfg.device)
-    if cfg.pretrained is None:
-        from kit.diffusion.t2i import load_shapes_pipeline
-
-        return load_shapes_pipeline(device=dev, solver=None)
-    from kit.diffusion.t2i import from_pretrained_sd
-
-    scheduler = None
-    if "lcm" in cfg.pretrained.lower():
-        from diffusers import LCMScheduler
-
-        scheduler = LCMScheduler.from_pretrained(cfg.pretrained, subfolder="scheduler")
-    dtype = torch.float16 if torch.device(dev).type == "cuda" else torch.float32
-    return from_pretrained_sd(cfg.pretrained, scheduler=scheduler, torch_dtype=dtype).to(dev)
+    return load_editing_pipeline(cfg.pretrained, pick_device(device or cfg.device))

@@ -300,6 +300,18 @@ def test_from_pretrained_sd_tiny_folder(tmp_path, parts):
     torch.testing.assert_close(explicit(["a red cat"], generator=_gen(), **kw).images, b)
     with pytest.raises(ValueError, match="model_id_or_path"):
         from_pretrained_sd("")
+    # the editing series' loader: the folder as is, an LCM folder with its LCMScheduler, or the ShapesWorld model
+    import shutil
+
+    from kit.diffusion.t2i import load_editing_pipeline
+
+    plain = load_editing_pipeline(str(root))
+    assert type(plain.scheduler).__name__ == "DDIMScheduler" and plain.unet.dtype == torch.float32
+    torch.testing.assert_close(plain(["a red cat"], generator=_gen(), **kw).images, b)
+    shutil.copytree(root, tmp_path / "tiny-lcm")
+    assert type(load_editing_pipeline(str(tmp_path / "tiny-lcm")).scheduler).__name__ == "LCMScheduler"
+    shapes = load_editing_pipeline(None)
+    assert shapes.vae is None and shapes.solver is None
 
 
 def test_ddim_path_equals_diffusers_stable_diffusion_pipeline(parts):
