@@ -171,6 +171,7 @@ def fit(
     mixed_precision: str = "no",
     grad_accum_steps: int = 1,
     max_grad_norm: float | None = None,
+    max_grad_value: float | None = None,
     eval_fn: Callable[..., dict[str, float]] | None = None,
     eval_every: int = 0,
     select: str | None = None,
@@ -196,6 +197,8 @@ def fit(
     callable ``data(step) -> batch`` for generators that draw fresh samples (use the global torch RNG inside: its
     state is checkpointed). ``loss_fn(model, batch)`` returns a scalar tensor or a dict with ``"loss"`` and extra
     scalars to log; a ``loss_fn(model, batch, step)`` also receives the 0-based optimizer step (for warm-ups).
+    ``max_grad_norm`` clips the global gradient norm, ``max_grad_value`` each gradient element to [-v, v] (both may
+    be given: norm first).
 
     ``batch_size`` is the *global* batch: under ``accelerate launch --num_processes N`` each process takes
     ``batch_size / N`` samples of every batch (:class:`GlobalBatchSampler`), so the optimizer steps, the learning
@@ -219,6 +222,8 @@ def fit(
         raise ValueError("checkpoint_every needs a run=RunDir(...) to write checkpoints into")
     if select is not None and eval_fn is None:
         raise ValueError(f"select={select!r} needs an eval_fn that returns it")
+    if max_grad_value is not None and max_grad_value <= 0:
+        raise ValueError(f"max_grad_value must be > 0, got {max_grad_value}")
     if select_mode not in ("max", "min"):
         raise ValueError(f"select_mode must be 'max' or 'min', got {select_mode!r}")
     accelerator = _make_accelerator(device, mixed_precision)
@@ -356,6 +361,8 @@ def fit(
                     extras_acc.setdefault(k, []).append(v)
             if max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model_p.parameters(), max_grad_norm)
+            if max_grad_value is not None:
+                accelerator.clip_grad_value_(model_p.parameters(), max_grad_value)
             optimizer_p.step()
             if scheduler is not None and not accelerator.optimizer_step_was_skipped:  # fp16 overflow: no step
                 scheduler.step()

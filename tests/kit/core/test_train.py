@@ -228,3 +228,19 @@ def test_samples_seen_and_lr_per_step_are_logged(tmp_path):
     assert [e["samples"] for e in events] == [32 * (k + 1) for k in range(10)]
     # the lr logged after optimizer step k is the one the schedule gives for step k (stepped once per step)
     assert [e["lr"] for e in events] == pytest.approx([0.1] * 2 + [0.01] * 4 + [0.001] * 4)
+
+
+def test_max_grad_value_clips_every_element_before_the_step():
+    model = torch.nn.Linear(3, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    x = torch.tensor([[100.0, -100.0, 0.01]])
+    data = TensorDataset(x, torch.zeros(1, 1))
+
+    def loss(m, batch):  # d loss / d w = -x: two elements far beyond the clip, one inside it
+        return -(m(batch[0])).sum()
+
+    out = fit(model, loss, data, max_steps=1, batch_size=1, optimizer=lambda p: torch.optim.SGD(p, lr=1.0),
+              max_grad_value=0.5, progress=False, device="cpu")
+    torch.testing.assert_close(out.model.weight.detach(), torch.tensor([[0.5, -0.5, 0.01]]))
+    with pytest.raises(ValueError, match="max_grad_value"):
+        fit(model, loss, data, max_steps=1, batch_size=1, max_grad_value=0.0, progress=False, device="cpu")

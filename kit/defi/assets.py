@@ -1,0 +1,106 @@
+"""Build the committed DeFI-lite model: ``python -m kit.defi.assets`` (about 30 minutes on 2 idle CPU cores).
+
+Trains DeFI-lite with the "lite" preset (SRM residual inputs, 2400 generated 64-px inpaintings of the training
+photos filled by Telea, Navier-Stokes and the patch fill, 800 Adam steps of batch 16, the best validation AUC kept),
+evaluates it on the held-out test photos (biharmonic fills unseen), and writes ``kit/assets/defi_lite/``:
+``model.safetensors`` (float16), ``config.json`` (the architecture) and ``results.json`` (the evaluation, the training
+curve and the time it took). The notebooks load this model by default, so evaluation and exploration take seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from kit.core import set_threads
+from kit.defi.model import DeFINet
+
+ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "defi_lite"
+ARCH_KEYS = ("model", "input_filter", "channels", "lite_widths")
+
+
+def save_model(model: DeFINet, arch: dict, folder: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``model`` (safetensors, floats as ``dtype``) and its ``config.json`` into ``folder``; temp then rename."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
+          for k, v in model.state_dict().items()}
+    path = folder / "model.safetensors"
+    tmp = folder / ".model.safetensors.tmp"
+    save_file(sd, str(tmp))
+    tmp.replace(path)
+    cfg_tmp = folder / ".config.json.tmp"
+    cfg_tmp.write_text(json.dumps(arch, indent=1))
+    cfg_tmp.replace(folder / "config.json")
+    return path
+
+
+def load_pretrained(preset: str = "lite", folder: str | Path | None = None) -> DeFINet:
+    """Return the committed DeFI-Net ``preset`` ("lite") in eval mode, float32 on the CPU.
+
+    Raises FileNotFoundError naming the file and the command that rebuilds it when it is missing.
+    """
+    from safetensors.torch import load_file
+
+    if preset != "lite":
+        raise ValueError(f"only the 'lite' model is committed, got preset={preset!r}; the full model is trained "
+                         "with notebooks/defi/01_train.ipynb -p preset full")
+    folder = Path(folder or ASSET_DIR)
+    path, cfg_path = folder / "model.safetensors", folder / "config.json"
+    for p in (path, cfg_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"no committed DeFI-Net file at {p}; rebuild it with `python -m kit.defi.assets`")
+    arch = json.loads(cfg_path.read_text())
+    model = DeFINet(arch["model"], input_filter=arch["input_filter"], channels=arch["channels"],
+                    lite_widths=tuple(arch["lite_widths"]))
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def committed_results(folder: str | Path | None = None) -> dict:
+    """Return ``results.json`` of the committed model (what :func:`main` measured when it built it)."""
+    path = Path(folder or ASSET_DIR) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; rebuild it with `python -m kit.defi.assets`")
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kit.defi.config import preset
+    from kit.defi.experiment import evaluate, load_data, table_rows, train
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ASSET_DIR))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--input-filter", default=None, help="override the preset's forensic input (an ablation)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    cfg = preset("lite", steps=args.steps, input_filter=args.input_filter, device="cpu")
+    t0 = time.perf_counter()
+    data = load_data(cfg)
+    data_seconds = time.perf_counter() - t0
+    cpu0 = time.process_time()
+    result = train(cfg, data=data)
+    cpu = time.process_time() - cpu0
+    out = Path(args.out)
+    save_model(result.model, {k: getattr(cfg, k) for k in ARCH_KEYS}, out)
+    ev = evaluate(cfg, result.model, data)
+    report = {"config": asdict(cfg), "threads": args.threads, "data_seconds": data_seconds,
+              "train_seconds": result.seconds, "train_cpu_seconds": cpu, "best_step": result.best_step,
+              "steps": result.steps, "val": result.metrics, "history": result.history, "evaluation": ev}
+    (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    for row in table_rows(ev):
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
