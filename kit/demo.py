@@ -41,6 +41,9 @@ KEY_FIGURES = {
     "dtiil/01_train": "pairs",
     "dtiil/02_evaluate": "roc",
     "dtiil/03_explore": "region",
+    "defi/01_train": "training",
+    "defi/02_evaluate": "inflation",
+    "defi/03_explore": "inpaint_yourself",
 }
 
 
@@ -202,6 +205,20 @@ def _dtiil(m: dict[str, dict]) -> str:
             f"{claims['consistent_fp_area']:.0%} of a consistent image flagged.")
 
 
+def _defi(m: dict[str, dict]) -> str:
+    ev = m["02_evaluate"]
+    std, off, inf = ev["standard"], ev["official"], ev["inflation"]
+    floor = max((d for d in std if d != "defi"), key=lambda d: std[d]["all"]["auc"])
+    out = (f"DeFI-lite on crops of held-out photos, standard protocol: pixel AUC {std['defi']['all']['auc']:.2f}, F1 "
+           f"{std['defi']['all']['f1']:.2f}, against the {floor} floor's {std[floor]['all']['auc']:.2f} / "
+           f"{std[floor]['all']['f1']:.2f}")
+    out += "".join(f"; {f} fills (unseen in training) AUC {std['defi'][f]['auc']:.2f}" for f in ev["unseen_fills"])
+    out += f". The official protocol (min-max, macro F1) gives DeFI-lite F1 {off['defi']['all']['f1']:.2f}"
+    if "random" in inf:
+        out += f" and a map of uniform noise {inf['random']['minmax_macro_f1']:.2f}"
+    return out + "."
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -210,7 +227,7 @@ def _start(m: dict[str, dict]) -> str:
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
     "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits,
-    "dtiil": _dtiil}
+    "dtiil": _dtiil, "defi": _defi}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

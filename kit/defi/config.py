@@ -103,8 +103,8 @@ class DeFIConfig:
 
 
 PRESETS = {
-    "tiny": {"steps": 40, "batch_size": 8, "n_train": 160, "n_val": 16, "n_test": 8, "n_authentic": 6,
-             "eval_every": 20},
+    "tiny": {"steps": 20, "batch_size": 8, "n_train": 96, "n_val": 16, "n_test": 8, "n_authentic": 6,
+             "eval_every": 10},
     "lite": {},
     "full": {"model": "full", "input_filter": "none", "pretrained_backbone": True, "data": "iid", "size": 352,
              "eval_size": 352, "batch_size": 16, "lr": 2e-4, "schedule": "plateau", "steps": 60_000,

@@ -243,8 +243,11 @@ def train(cfg: DeFIConfig, run: RunDir | None = None, data: DeFIData | None = No
     model = res.model
     if res.best_state is not None:
         model.load_state_dict(res.best_state)
-    return TrainResult(model.eval(), res.history, dict(res.best_metrics or res.metrics), res.best_step,
-                       time.perf_counter() - t0, res.step)
+    out = TrainResult(model.eval(), res.history, dict(res.best_metrics or res.metrics), res.best_step,
+                      time.perf_counter() - t0, res.step)
+    if run is not None:
+        run.record("train", {"steps": out.steps, "seconds": out.seconds, "best_step": out.best_step, **out.metrics})
+    return out
 
 
 def _collate(items: list[dict]) -> dict:

@@ -42,6 +42,9 @@ EXPECTED_KEYS = {
     "dtiil/02_evaluate": {"config", "rows", "val_scores", "summary", "comparison", "detection", "seconds_per_pair",
                           "worst_cases", "claims"},
     "dtiil/03_explore": {"config", "localization", "iou_vs_tau", "seed_agreement"},
+    "defi/01_train": {"config", "train", "committed_vs_trained"},
+    "defi/02_evaluate": {"config", "rows", "standard", "official", "authentic_fpr", "inflation", "unseen_fills"},
+    "defi/03_explore": {"config", "explore", "inpaint_yourself"},
 }
 
 

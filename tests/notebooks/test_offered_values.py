@@ -36,9 +36,13 @@ RUNS = [
     ("multiedits/03_explore", {"preset": "shapes"}),
     ("dtiil/02_evaluate", {"word_scorer": "oracle", "n_pairs": 2, "n_val": 2}),
     ("dtiil/03_explore", {"word_scorer": "oracle"}),
+    ("defi/03_explore", {"fill": "patch", "mask_kind": "strokes", "photo": "china", "per_fill": 2}),
+    ("defi/03_explore", {"fill": "biharmonic", "mask_kind": "disc"}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
+_REAL_DATA = ("a real data set's layout: reads its files under data_dir, which tests never have (the loaders are "
+              "tested on fixtures in tests/kit/data/test_inpainting.py)")
 _HUB = "a hub id: downloads weights, which tests never do (the same path is tested with a tiny saved model)"
 EXEMPT = {
     ("*", "preset", "full"): _GPU,
@@ -63,6 +67,13 @@ EXEMPT = {
     ("dtiil/03_explore", "word_scorer", "shapes"): "the tiny preset's own scorer: the default run (None) uses it",
     ("*", "word_scorer", "clip"): "downloads CLIP ViT-B/32 (the full preset's scorer; ClipScorer is tested on a tiny "
                                   "random CLIP)",
+    ("defi/01_train", "preset", "lite"): "the committed model's recipe (2400 crops, 800 steps: about 15 minutes on "
+                                         "2 idle cores, `python -m kit.defi.assets`); the tiny preset runs the same code",
+    ("defi/02_evaluate", "preset", "lite"): "the README's test set (40 crops per fill instead of 8, about a minute); "
+                                            "the tiny preset runs the same code",
+    ("defi/03_explore", "fill", "ns"): "cv2.inpaint with the Navier-Stokes flag instead of Telea's: the same code "
+                                       "path as the default, each fill tested in tests/kit/data/test_inpainting.py",
+    **{("*", "data", layout): _REAL_DATA for layout in ("iid", "defacto", "manidataset", "json")},
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }
@@ -123,6 +134,9 @@ def test_offered_value_runs(nb, params, tmp_path):
         assert abs(sum(metrics["phantom"]["probabilities"].values()) - 1) < 1e-6
         if params.get("label") == "Normal":
             assert metrics["phantom"]["lesions"] == 0
+    if nb == "defi/03_explore":
+        assert metrics["inpaint_yourself"]["fill"] == params["fill"]
+        assert metrics["inpaint_yourself"]["mask_kind"] == params.get("mask_kind", "box")
     if nb == "nlran/01_train":
         assert metrics["config"]["model"] == params["model"]
         assert 0.0 <= metrics["test"]["auc_macro"] <= 1.0
