@@ -385,7 +385,7 @@ class InpaintingSet(torch.utils.data.Dataset):
         missing = [i for i in range(self.n) if self._samples[i] is None]
         if progress and len(missing) > 50:
             from tqdm.auto import tqdm
-            missing = tqdm(missing, desc="inpainting samples", leave=False)
+            missing = tqdm(missing, desc="inpainting samples")
         for i in missing:
             self.sample(i)
         return self
