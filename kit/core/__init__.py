@@ -6,8 +6,11 @@ from kit.core.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_training_state,
+    load_weights,
+    read_json,
     save_checkpoint,
     save_training_state,
+    save_weights,
 )
 from kit.core.device import pick_device, set_threads
 from kit.core.presets import config_dict, preset
@@ -25,10 +28,13 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_training_state",
+    "load_weights",
     "pick_device",
     "preset",
+    "read_json",
     "save_checkpoint",
     "save_training_state",
+    "save_weights",
     "seed_everything",
     "set_display_hook",
     "set_threads",

@@ -69,6 +69,36 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     return path
 
 
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """Return ``path`` after writing ``model``'s state dict to it (floating tensors as ``dtype``), atomically.
+
+    The format of the small models a series commits under ``kit/assets`` (float16 keeps them small).
+    """
+    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()) for k, v in model.state_dict().items()}
+    return save_checkpoint(path, sd)
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, rebuild: str = "") -> torch.nn.Module:
+    r"""Return ``model`` with the weights of ``path`` loaded as float32 (``save_weights``' files), in eval mode.
+
+    A missing file raises FileNotFoundError naming it and, when given, the command that ``rebuild``\s it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}" + (f"; rebuild them with `{rebuild}`" if rebuild else ""))
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def read_json(path: str | os.PathLike, rebuild: str = "") -> Any:
+    """Return the JSON document at ``path``; a missing file raises FileNotFoundError naming the ``rebuild`` command."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}" + (f"; rebuild it with `{rebuild}`" if rebuild else ""))
+    return json.loads(path.read_text())
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Return the :class:`Checkpoint` stored at ``path`` (safetensors, or a weights-only torch file).
 

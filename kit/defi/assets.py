@@ -17,24 +17,18 @@ from pathlib import Path
 
 import torch
 
-from kit.core import set_threads
+from kit.core import load_weights, read_json, save_weights, set_threads
 from kit.defi.model import DeFINet
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "defi_lite"
 ARCH_KEYS = ("model", "input_filter", "channels", "lite_widths")
+REBUILD = "python -m kit.defi.assets"
 
 
 def save_model(model: DeFINet, arch: dict, folder: Path, dtype: torch.dtype = torch.float16) -> Path:
     """Write ``model`` (safetensors, floats as ``dtype``) and its ``config.json`` into ``folder``; temp then rename."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
-          for k, v in model.state_dict().items()}
-    path = folder / "model.safetensors"
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(sd, str(tmp))
-    tmp.replace(path)
+    folder = Path(folder)
+    path = save_weights(model, folder / "model.safetensors", dtype)
     cfg_tmp = folder / ".config.json.tmp"
     cfg_tmp.write_text(json.dumps(arch, indent=1))
     cfg_tmp.replace(folder / "config.json")
@@ -46,30 +40,19 @@ def load_pretrained(preset: str = "lite", folder: str | Path | None = None) -> D
 
     Raises FileNotFoundError naming the file and the command that rebuilds it when it is missing.
     """
-    from safetensors.torch import load_file
-
     if preset != "lite":
         raise ValueError(f"only the 'lite' model is committed, got preset={preset!r}; the full model is trained "
                          "with notebooks/defi/01_train.ipynb -p preset full")
     folder = Path(folder or ASSET_DIR)
-    path, cfg_path = folder / "model.safetensors", folder / "config.json"
-    for p in (path, cfg_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"no committed DeFI-Net file at {p}; rebuild it with `python -m kit.defi.assets`")
-    arch = json.loads(cfg_path.read_text())
+    arch = read_json(folder / "config.json", REBUILD)
     model = DeFINet(arch["model"], input_filter=arch["input_filter"], channels=arch["channels"],
                     lite_widths=tuple(arch["lite_widths"]))
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(sd)
-    return model.eval()
+    return load_weights(model, folder / "model.safetensors", REBUILD)
 
 
 def committed_results(folder: str | Path | None = None) -> dict:
     """Return ``results.json`` of the committed model (what :func:`main` measured when it built it)."""
-    path = Path(folder or ASSET_DIR) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no {path}; rebuild it with `python -m kit.defi.assets`")
-    return json.loads(path.read_text())
+    return read_json(Path(folder or ASSET_DIR) / "results.json", REBUILD)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,22 +17,11 @@ from pathlib import Path
 
 import torch
 
-from kit.core import set_threads
+from kit.core import load_weights, read_json, save_weights, set_threads
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "nlran_tiny"
-
-
-def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``model``'s state dict to ``path`` (safetensors; floating tensors as ``dtype``), temp file then rename."""
-    from safetensors.torch import save_file
-
-    sd = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
-          for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(sd, str(tmp))
-    tmp.replace(path)
-    return path
+REBUILD = "python -m kit.nlran.assets"
+__all__ = ["ASSET_DIR", "committed_results", "load_committed", "main", "save_weights"]  # save_weights: kit.core's
 
 
 def load_committed(name: str = "nlran", folder: str | Path | None = None) -> torch.nn.Module:
@@ -40,27 +29,16 @@ def load_committed(name: str = "nlran", folder: str | Path | None = None) -> tor
 
     Raises FileNotFoundError naming the file and the command that rebuilds it when it is missing.
     """
-    from safetensors.torch import load_file
-
     from kit.nlran.baselines import MODEL_NAMES, build_model
 
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; committed models: {MODEL_NAMES}")
-    path = Path(folder or ASSET_DIR) / f"{name}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no committed weights at {path}; rebuild them with `python -m kit.nlran.assets`")
-    model = build_model(name, preset="tiny")
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(sd)
-    return model.eval()
+    return load_weights(build_model(name, preset="tiny"), Path(folder or ASSET_DIR) / f"{name}.safetensors", REBUILD)
 
 
 def committed_results(folder: str | Path | None = None) -> dict:
     """Return ``results.json`` of the committed models (what :func:`main` measured when it built them)."""
-    path = Path(folder or ASSET_DIR) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no {path}; rebuild it with `python -m kit.nlran.assets`")
-    return json.loads(path.read_text())
+    return read_json(Path(folder or ASSET_DIR) / "results.json", REBUILD)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,3 +133,27 @@ def test_mismatched_model_is_reported(tmp_path):
     path = save_training_state(tmp_path / "s.safetensors", model=_model(), step=1)
     with pytest.raises(CheckpointError, match="does not match the model"):
         load_training_state(path, model=torch.nn.Linear(3, 2))
+
+
+def test_save_and_load_weights_in_float16(tmp_path):
+    from kit.core import load_weights, read_json, save_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    model[1].num_batches_tracked += 5
+    path = save_weights(model, tmp_path / "w.safetensors")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert stored["0.weight"].dtype == torch.float16 and stored["1.num_batches_tracked"].dtype == torch.int64
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).train()
+    out = load_weights(fresh, path)
+    assert out is fresh and not fresh.training and fresh[0].weight.dtype == torch.float32
+    torch.testing.assert_close(fresh[0].weight, model[0].weight, atol=1e-3, rtol=1e-3)
+    assert int(fresh[1].num_batches_tracked) == 5
+    with pytest.raises(FileNotFoundError, match="rebuild them with `make weights`"):
+        load_weights(fresh, tmp_path / "none.safetensors", rebuild="make weights")
+    (tmp_path / "r.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "r.json") == {"a": 1}
+    with pytest.raises(FileNotFoundError, match="no .*x.json; rebuild it with `cmd`"):
+        read_json(tmp_path / "x.json", rebuild="cmd")
