@@ -136,3 +136,16 @@ def test_committed_model_is_small_and_loads():
     assert total < 3e6  # the budget for the self-made checkpoint
     model = load_pretrained()
     assert model.input_filter == "srm" and model.preset == "lite"
+
+
+def test_full_preset_runs_end_to_end_on_generated_data():
+    # the paper's network and recipe (plateau schedule, clip by value, RGB input) at a smoke size, no download
+    cfg = preset("full", data="generated", device="cpu", size=32, eval_size=32, steps=2, batch_size=2, n_train=4,
+                 n_val=2, n_test=1, n_authentic=0, eval_every=1, num_workers=0, train_fills=("ns",),
+                 test_fills=("ns", "telea"))
+    assert cfg.model == "full" and cfg.schedule == "plateau" and not cfg.pretrained_backbone
+    data = load_data(cfg)
+    result = train(cfg, data=data, progress=False)
+    assert result.steps == 2 and result.model.preset == "full"
+    ev = evaluate(cfg, result.model, data)
+    assert ev["unseen_fills"] == ["telea"] and 0.0 <= ev["standard"]["defi"]["all"]["auc"] <= 1.0
