@@ -67,8 +67,8 @@ EXEMPT = {
     ("dtiil/03_explore", "word_scorer", "shapes"): "the tiny preset's own scorer: the default run (None) uses it",
     ("*", "word_scorer", "clip"): "downloads CLIP ViT-B/32 (the full preset's scorer; ClipScorer is tested on a tiny "
                                   "random CLIP)",
-    ("defi/01_train", "preset", "lite"): "the committed model's recipe (2400 crops, 800 steps: about 15 minutes on "
-                                         "2 idle cores, `python -m kit.defi.assets`); the tiny preset runs the same code",
+    ("defi/01_train", "preset", "lite"): "the committed model's recipe (2400 crops, 800 steps: 25 min of training measured "
+                                         "on 2 shared cores, `python -m kit.defi.assets`); the tiny preset runs the same code",
     ("defi/02_evaluate", "preset", "lite"): "the README's test set (40 crops per fill instead of 8, about a minute); "
                                             "the tiny preset runs the same code",
     ("defi/03_explore", "fill", "ns"): "cv2.inpaint with the Navier-Stokes flag instead of Telea's: the same code "
