@@ -16,6 +16,7 @@ from kit.core.device import pick_device, set_threads
 from kit.core.presets import config_dict, preset
 from kit.core.run import RunDir, set_display_hook
 from kit.core.seed import seed_everything
+from kit.core.tables import markdown_table
 from kit.core.train import FitResult, fit
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "load_training_state",
     "load_weights",
+    "markdown_table",
     "pick_device",
     "preset",
     "read_json",

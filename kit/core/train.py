@@ -52,6 +52,7 @@ class FitResult:
     best_step: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_state: dict[str, torch.Tensor] | None = None
+    stopped_early: bool = False
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -176,6 +177,8 @@ def fit(
     eval_every: int = 0,
     select: str | None = None,
     select_mode: str = "max",
+    patience: int = 0,
+    min_delta: float = 0.0,
     log_every: int = 10,
     run: RunDir | None = None,
     checkpoint_every: int = 0,
@@ -210,6 +213,8 @@ def fit(
     every ``eval_every`` steps (and at the end) ``eval_fn(model)`` (or ``eval_fn(model, step)``) runs and callbacks
     receive ``{"step", "kind": "eval", **metrics}``. With ``select="metric"`` the weights of the evaluation with the
     highest (``select_mode="max"``) or lowest (``"min"``) value are kept in the result and in every checkpoint.
+    ``patience=k`` (with ``select``) stops early once k evaluations in a row have not beaten the best one by more
+    than ``min_delta`` (``stopped_early`` in the result; a resumed stopped run does not train again).
     With a ``run``, a checkpoint (model, optimizer, scheduler, RNG, step, history, best weights) is written every
     ``checkpoint_every`` steps, at the end, and on Ctrl-C; with ``resume=True`` training continues from the run's
     latest checkpoint, and a finished run returns what it returned the first time without training again.
@@ -226,6 +231,10 @@ def fit(
         raise ValueError(f"max_grad_value must be > 0, got {max_grad_value}")
     if select_mode not in ("max", "min"):
         raise ValueError(f"select_mode must be 'max' or 'min', got {select_mode!r}")
+    if patience < 0 or min_delta < 0:
+        raise ValueError(f"patience and min_delta must be >= 0, got {patience} and {min_delta}")
+    if patience and select is None:
+        raise ValueError("patience= (early stopping) needs select= naming the metric to watch")
     accelerator = _make_accelerator(device, mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     seed_everything(seed + rank)
@@ -239,12 +248,14 @@ def fit(
 
     start_step, history, resumed_from, samples = 0, [], None, 0
     best: dict[str, Any] = {"step": None, "metrics": {}, "state": None}
+    stall: dict[str, Any] = {"ref": None, "count": 0, "stopped": False}  # early stopping
     latest = run.latest_checkpoint() if (run is not None and resume) else None
     if latest is not None:
         state = load_training_state(latest, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step = resumed_from = state["step"]
         history = list(state["extra"].get("history", []))
         samples = int(state["extra"].get("samples", 0))
+        stall.update(state["extra"].get("stall", {}))
         if "best" in state["extra"]:
             best.update(step=state["extra"]["best"]["step"], metrics=state["extra"]["best"]["metrics"])
             best["state"] = {k[len("best."):]: v for k, v in state["extra_tensors"].items()
@@ -303,7 +314,7 @@ def fit(
     def save(step: int) -> Path | None:
         if run is None or not accelerator.is_main_process:
             return None
-        extra: dict[str, Any] = {"history": history, "samples": samples}
+        extra: dict[str, Any] = {"history": history, "samples": samples, "stall": dict(stall)}
         tensors = None
         if best["step"] is not None:
             extra["best"] = {"step": best["step"], "metrics": best["metrics"]}
@@ -332,6 +343,14 @@ def fit(
             if _better(metrics[select], best["metrics"].get(select), select_mode):
                 best.update(step=step, metrics=dict(metrics),
                             state={k: v.detach().to("cpu", copy=True) for k, v in raw_model.state_dict().items()})
+            if patience:
+                value, ref = metrics[select], stall["ref"]
+                gain = None if ref is None else (value - ref if select_mode == "max" else ref - value)
+                if gain is None or gain > min_delta:
+                    stall.update(ref=value, count=0)
+                else:
+                    stall["count"] += 1
+                    stall["stopped"] = stall["count"] >= patience
         emit({"step": step, "kind": "eval", **metrics})
         return metrics
 
@@ -344,7 +363,7 @@ def fit(
     extras_acc: dict[str, list[float]] = {}
     model_p.train()
     try:
-        while step < max_steps:
+        while step < max_steps and not stall["stopped"]:
             total, taken = 0.0, 0
             for micro in range(grad_accum_steps):
                 batch = send_to_device(next(it), accelerator.device)
@@ -381,6 +400,8 @@ def fit(
                 emit(event)
             if eval_fn is not None and eval_every and step % eval_every == 0 and step < max_steps:
                 metrics = evaluate(step)
+                if stall["stopped"]:
+                    break
             if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
                 ckpt = save(step)
     except KeyboardInterrupt:
@@ -395,7 +416,7 @@ def fit(
         last = next((e for e in reversed(history) if e["kind"] == "eval" and e["step"] == step), None)
         if last is not None:
             metrics = {k: v for k, v in last.items() if k not in ("step", "kind")}
-    if eval_fn is not None and (step > start_step or not metrics):
+    if eval_fn is not None and (step > start_step or not metrics) and not (stall["stopped"] and metrics):
         metrics = evaluate(step)
     if run is not None and step > start_step:
         ckpt = save(step)
@@ -404,4 +425,5 @@ def fit(
     accelerator.wait_for_everyone()
     return FitResult(model=raw_model, history=history, step=step, metrics=metrics, checkpoint=ckpt,
                      resumed_from=resumed_from, seconds=time.perf_counter() - t0, samples_seen=samples,
-                     best_step=best["step"], best_metrics=dict(best["metrics"]), best_state=best["state"])
+                     best_step=best["step"], best_metrics=dict(best["metrics"]), best_state=best["state"],
+                     stopped_early=bool(stall["stopped"]))

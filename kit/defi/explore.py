@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kit.core.tables import markdown_table  # noqa: F401  (re-exported: the notebooks import it from here)
 from kit.data.inpainting import inpaint, photo_split, random_crop
 from kit.defi.baselines import laplacian_energy_map
 from kit.defi.blocks import FixedResidual
@@ -356,23 +357,3 @@ def committed_study() -> dict[str, Any] | None:
     if res.get("placeholder") or "evaluation" not in res:
         return None
     return res
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   digits: int = 3) -> str:
-    """Return ``rows`` as a Markdown table over ``columns`` (None: the first row's keys); floats rounded to
-    ``digits``, NaN and missing cells as a dash."""
-    if not rows:
-        raise ValueError("rows is empty: nothing to tabulate")
-    cols = list(columns or rows[0].keys())
-
-    def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "-"
-        if isinstance(v, bool):
-            return "yes" if v else ""
-        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)

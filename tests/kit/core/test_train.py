@@ -244,3 +244,31 @@ def test_max_grad_value_clips_every_element_before_the_step():
     torch.testing.assert_close(out.model.weight.detach(), torch.tensor([[0.5, -0.5, 0.01]]))
     with pytest.raises(ValueError, match="max_grad_value"):
         fit(model, loss, data, max_steps=1, batch_size=1, max_grad_value=0.0, progress=False, device="cpu")
+
+
+def test_early_stopping_waits_patience_evaluations_without_a_min_delta_gain(tmp_path):
+    # a scripted validation curve: best at the 3rd evaluation; later gains of at most min_delta do not count
+    curve = [0.50, 0.60, 0.70, 0.705, 0.69, 0.709, 0.95]
+
+    def eval_fn(model, step):
+        return {"f1": curve[step // 2 - 1] if step // 2 - 1 < len(curve) else 0.0}
+
+    def run_fit(run, **kw):
+        return fit(_model(), _loss, _data(), max_steps=40, batch_size=16, eval_fn=eval_fn, eval_every=2,
+                   select="f1", progress=False, run=run, checkpoint_every=2, **kw)
+
+    res = run_fit(RunDir(tmp_path / "a"), patience=3, min_delta=0.01)
+    evals = [e["step"] for e in res.history if e["kind"] == "eval"]
+    # evaluations at 2..12: the 4th-6th (0.705, 0.69, 0.709) are within min_delta of 0.70 -> stop after step 12
+    assert res.stopped_early and res.step == 12 and evals == [2, 4, 6, 8, 10, 12]
+    assert res.best_step == 12 and res.best_metrics["f1"] == pytest.approx(0.709)  # selection ignores min_delta
+    # a stopped run started again does not train on
+    again = run_fit(RunDir(tmp_path / "a"), patience=3, min_delta=0.01)
+    assert again.step == 12 and again.stopped_early and again.history == res.history
+    # without min_delta the small gains reset the count, and the late jump is reached
+    res = run_fit(RunDir(tmp_path / "b"), patience=3)
+    assert res.best_metrics["f1"] == pytest.approx(0.95) and res.best_step == 14
+    with pytest.raises(ValueError, match="select"):
+        fit(_model(), _loss, _data(), max_steps=2, patience=2, progress=False)
+    with pytest.raises(ValueError, match="patience"):
+        fit(_model(), _loss, _data(), max_steps=2, patience=-1, eval_fn=eval_fn, select="f1", progress=False)

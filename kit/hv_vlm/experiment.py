@@ -1,0 +1,280 @@
+"""Entry points of the hv_vlm series (arXiv:2407.21788): data, Siamese training, and the verification table.
+
+``load_data(cfg)`` builds writer-disjoint train / validation / test sets (synthetic writers offline, or CEDAR AND
+crops under ``data_dir``) with the paper's pairing; ``train(cfg, run)`` fits the Siamese ResNet-18 on
+:func:`kit.core.fit` (cross-entropy on raw logits, the best validation F1 kept, optional early stopping);
+``evaluate(cfg, model)`` scores it beside the handcrafted baselines and an examiner backend on held-out writers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from kit.core import RunDir, fit, pick_device, seed_everything
+from kit.data.handwriting import Writers, label_subset, verification_pairs, writer_split
+from kit.hv_vlm.config import HVConfig
+from kit.hv_vlm.metrics import pair_metrics
+from kit.hv_vlm.model import SiameseVerifier, load_imagenet_trunk, pair_logits, to_input
+
+Callback = Callable[[dict], None]
+
+
+@dataclass
+class HVData:
+    """Images and writer-disjoint pairs of one run.
+
+    ``images`` uint8 [N, S, S] (dark ink on light paper), ``x`` the model inputs [N, 1, S, S], ``writer_of`` [N];
+    ``writers`` {"train" (labelled), "train_all", "val", "test"} -> writer ids; ``pairs`` {"train", "val", "test"} ->
+    [P, 3] (i, j, label) in the paper's pairing, indices into ``images``; ``boxes`` [N, 3, 4] letter boxes and
+    ``population`` the :class:`Writers` (synthetic data only).
+    """
+
+    images: np.ndarray
+    x: torch.Tensor
+    writer_of: np.ndarray
+    writers: dict[str, np.ndarray]
+    pairs: dict[str, np.ndarray]
+    source: str
+    boxes: np.ndarray | None = None
+    population: Writers | None = None
+    seconds: float = 0.0
+
+    def indices(self, split: str) -> np.ndarray:
+        """Image indices [n] of the writers of ``split``."""
+        return np.flatnonzero(np.isin(self.writer_of, self.writers[split]))
+
+
+def _synthetic(cfg: HVConfig, train: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Writers]:
+    pop = Writers(cfg.n_writers, seed=cfg.writer_seed, noise=cfg.noise, size=cfg.size)
+    split = writer_split(cfg.n_writers, cfg.split, seed=cfg.seed)
+    labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
+    groups = {"train_all": split["train"], "train": labelled, "val": split["val"], "test": split["test"]}
+    wanted = np.concatenate([labelled, split["val"], split["test"]]) if train else split["test"]
+    if not train:  # the baselines' thresholds are fitted on (at most 200) labelled training writers
+        wanted = np.concatenate([labelled[:200], split["test"]])
+        groups["train"] = labelled[:200]
+    wanted = np.unique(wanted)
+    images, boxes = [], []
+    for w in tqdm(wanted, desc="writing samples", leave=False):
+        im, bx = pop.sample_with_boxes(int(w), cfg.samples_per_writer, np.random.default_rng([cfg.seed, int(w), 1]))
+        images.append(im)
+        boxes.append(bx)
+    writer_of = np.repeat(wanted, cfg.samples_per_writer)
+    return np.concatenate(images), writer_of, np.concatenate(boxes), groups, pop
+
+
+def _cedar(cfg: HVConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    from kit.data.handwriting import CedarAndFolder
+
+    folder = CedarAndFolder(cfg.data_dir)
+    ids = np.array(folder.writer_ids)
+    if len(ids) < 6:
+        raise ValueError(f"{cfg.data_dir} holds {len(ids)} writers; a writer-disjoint split needs at least 6")
+    split = {k: ids[v] for k, v in writer_split(len(ids), cfg.split, seed=cfg.seed).items()}
+    labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
+    images = to_input(np.stack([_fit_canvas(folder[i]["image"], cfg.size)
+                                for i in tqdm(range(len(folder)), desc="reading CEDAR AND", leave=False)]))
+    images = np.rint(255.0 * (1.0 - images[:, 0].numpy())).astype(np.uint8)
+    return images, folder.writer_of, {"train_all": split["train"], "train": labelled, "val": split["val"],
+                                      "test": split["test"]}
+
+
+def _fit_canvas(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [size, size]: ``image`` scaled to fit (aspect kept) on white paper."""
+    x = to_input(image, size)
+    return np.rint(255.0 * (1.0 - x[0, 0].numpy())).astype(np.uint8)
+
+
+def load_data(cfg: HVConfig, train: bool = True) -> HVData:
+    """Return the run's :class:`HVData`; ``train=False`` builds only the test writers and up to 200 labelled
+    training writers (for fitting the baselines' thresholds), which is what evaluation needs."""
+    t0 = time.perf_counter()
+    boxes = pop = None
+    if cfg.data == "synthetic":
+        images, writer_of, boxes, groups, pop = _synthetic(cfg, train)
+    else:
+        images, writer_of, groups = _cedar(cfg)
+    pairs = {}
+    for name in ("train", "val", "test"):
+        idx = np.flatnonzero(np.isin(writer_of, groups[name]))
+        if len(idx) == 0:
+            continue
+        local = verification_pairs(writer_of[idx], seed=cfg.seed + {"train": 0, "val": 1, "test": 2}[name])
+        pairs[name] = np.column_stack([idx[local[:, 0]], idx[local[:, 1]], local[:, 2]])
+    if cfg.n_test_pairs is not None and "test" in pairs and cfg.n_test_pairs < len(pairs["test"]):
+        pairs["test"] = balanced_subset(pairs["test"], cfg.n_test_pairs, seed=cfg.seed)
+    return HVData(images, to_input(images, cfg.size), np.asarray(writer_of), groups, pairs, cfg.data, boxes, pop,
+                  time.perf_counter() - t0)
+
+
+def balanced_subset(pairs: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` rows of ``pairs`` [P, 3], half same-writer (as far as there are), in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(pairs[:, 2] == 1), np.flatnonzero(pairs[:, 2] == 0)
+    k = min(n // 2, len(pos))
+    take = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, min(n - k, len(neg)), replace=False)])
+    return pairs[np.sort(take)]
+
+
+class RandomPairs:
+    """``batch(step)`` -> (a [B, 1, S, S], b [B, 1, S, S], label [B]): fresh pairs of labelled training images
+    every step, half same-writer (two different samples of one writer), half two different writers [PROPOSED]."""
+
+    def __init__(self, x: torch.Tensor, indices: np.ndarray, writer_of: np.ndarray, batch_size: int) -> None:
+        """``indices`` [n]: the rows of ``x`` to draw from; ``writer_of`` [n]: their writers."""
+        indices = np.asarray(indices)
+        ids, inverse = np.unique(np.asarray(writer_of), return_inverse=True)
+        members = [indices[inverse == k] for k in range(len(ids))]
+        self.multi = [m for m in members if len(m) >= 2]
+        if len(self.multi) == 0 or len(members) < 2:
+            raise ValueError("training needs at least 2 writers, one with 2 or more samples")
+        self.x, self.members, self.batch_size = x, members, int(batch_size)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, h = self.batch_size, self.batch_size // 2
+        pick = lambda n: int(torch.randint(n, ()))  # the global torch RNG: its state is checkpointed
+        ia, ib = [], []
+        for _ in range(h):
+            m = self.multi[pick(len(self.multi))]
+            i = pick(len(m))
+            j = (i + 1 + pick(len(m) - 1)) % len(m)
+            ia.append(m[i])
+            ib.append(m[j])
+        n = len(self.members)
+        for _ in range(b - h):
+            w = pick(n)
+            v = (w + 1 + pick(n - 1)) % n
+            ia.append(self.members[w][pick(len(self.members[w]))])
+            ib.append(self.members[v][pick(len(self.members[v]))])
+        y = torch.zeros(b, dtype=torch.long)
+        y[:h] = 1
+        return self.x[ia], self.x[ib], y
+
+
+def build_model(cfg: HVConfig) -> SiameseVerifier:
+    """Return an untrained Siamese verifier of ``cfg`` (ImageNet trunk weights when ``cfg.pretrained``)."""
+    model = SiameseVerifier(cfg.width, signed_difference=cfg.signed_difference)
+    return load_imagenet_trunk(model) if cfg.pretrained else model
+
+
+def siamese_scores(model: SiameseVerifier, data: HVData, pairs: np.ndarray) -> np.ndarray:
+    """P(same writer) [P] of ``pairs`` under ``model``."""
+    return torch.softmax(pair_logits(model, data.x, pairs), 1)[:, 1].numpy()
+
+
+@dataclass
+class TrainResult:
+    model: SiameseVerifier
+    history: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # the kept (best) validation evaluation
+    best_step: int | None = None
+    seconds: float = 0.0
+    steps: int = 0
+    stopped_early: bool = False
+
+
+def _loss(model: SiameseVerifier, batch) -> torch.Tensor:
+    a, b, y = batch
+    return F.cross_entropy(model(a, b), y)  # raw logits (the authors' softmax before it is a bug)
+
+
+def train(cfg: HVConfig, run: RunDir | None = None, data: HVData | None = None, callbacks: Sequence[Callback] = (),
+          progress: bool = True) -> TrainResult:
+    """Return the Siamese ResNet-18 trained by ``cfg`` on the labelled training writers (Adam, cross-entropy).
+
+    The weights of the best validation F1 are kept (early stopping after ``cfg.patience`` evaluations without a
+    ``cfg.min_delta`` gain, as the authors stop on F1). With a ``run``, checkpoints go there and an interrupted run
+    resumes.
+    """
+    data = data or load_data(cfg)
+    if "val" not in data.pairs:
+        raise ValueError("training needs validation writers (cfg.split gives the val split no writers)")
+    seed_everything(cfg.seed)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = None
+    if cfg.schedule == "onecycle" and cfg.steps > 0:
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    idx = data.indices("train")
+    sampler = RandomPairs(data.x, idx, data.writer_of[idx], cfg.batch_size)
+    val = data.pairs["val"]
+
+    def evaluate_val(model: SiameseVerifier) -> dict[str, float]:
+        m = pair_metrics(siamese_scores(model, data, val), val[:, 2])
+        return {f"val_{k}": v for k, v in m.items() if k in ("accuracy", "f1", "auc")}
+
+    t0 = time.perf_counter()
+    res = fit(model, _loss, sampler, max_steps=cfg.steps, batch_size=cfg.batch_size, optimizer=opt,
+              scheduler=scheduler, eval_fn=evaluate_val, eval_every=cfg.eval_every, select="val_f1",
+              patience=cfg.patience, min_delta=cfg.min_delta, run=run,
+              checkpoint_every=cfg.eval_every if run is not None else 0, callbacks=callbacks, seed=cfg.seed,
+              device=cfg.device, mixed_precision=cfg.mixed_precision, progress=progress, desc="Siamese ResNet-18",
+              log_every=10)
+    model = res.model
+    if res.best_state is not None:
+        model.load_state_dict(res.best_state)
+    out = TrainResult(model.eval(), res.history, dict(res.best_metrics or res.metrics), res.best_step,
+                      time.perf_counter() - t0, res.step, res.stopped_early)
+    if run is not None:
+        run.record("train", {"steps": out.steps, "seconds": out.seconds, "best_step": out.best_step,
+                             "stopped_early": out.stopped_early, **out.metrics})
+    return out
+
+
+def predict_pairs(model: SiameseVerifier, data: HVData, pairs: np.ndarray, device: str = "auto") -> np.ndarray:
+    """P(same writer) [P] of ``pairs`` [P, >=2] on ``device``."""
+    model = model.to(pick_device(device))
+    return siamese_scores(model, data, pairs)
+
+
+def check_unseen(data: HVData, train_writers: Sequence, writer_seed: int, model_writer_seed: int) -> None:
+    """Raise ValueError when a test writer of ``data`` was a training writer of the model being evaluated."""
+    if data.source != "synthetic" or writer_seed != model_writer_seed:
+        return
+    seen = np.intersect1d(data.writers["test"], np.asarray(train_writers))
+    if len(seen):
+        raise ValueError(f"{len(seen)} test writers (e.g. {seen[:3].tolist()}) trained the model being evaluated; "
+                         f"use another writer_seed (a new population) or the model's own test split")
+
+
+def evaluate(cfg: HVConfig, model: SiameseVerifier | None = None, data: HVData | None = None,
+             run: RunDir | None = None, examiner: Any = "offline", n_examiner_pairs: int = 200,
+             progress: bool = True) -> dict[str, Any]:
+    """Return the verification table on held-out writers: the Siamese model, the handcrafted baselines and an
+    examiner backend, each with accuracy / precision / recall / F1 (positive = same writer) and coverage.
+
+    ``model=None`` loads the committed model (its training writers must not be among the test writers).
+    ``examiner``: "offline" (the :class:`OfflineExaminer`, fitted on training pairs), a ChatBackend, or None;
+    it answers ``n_examiner_pairs`` balanced test pairs (the Siamese model and HOG cosine are scored on those too).
+    """
+    from kit.hv_vlm.assets import committed_results, load_pretrained
+    from kit.hv_vlm.report import baseline_rows, examiner_rows
+
+    data = data or load_data(cfg, train=False)
+    if model is None:
+        model = load_pretrained()
+        info = committed_results()
+        check_unseen(data, info["train_writers"], cfg.writer_seed, info["config"]["writer_seed"])
+    test = data.pairs["test"]
+    t0 = time.perf_counter()
+    p_same = predict_pairs(model, data, test, cfg.device)
+    seconds = time.perf_counter() - t0
+    rows = [{"method": "Siamese ResNet-18", **pair_metrics(p_same, test[:, 2], threshold=0.5), "coverage": 1.0,
+             "n_pairs": len(test)}]
+    rows += baseline_rows(cfg, data, progress=progress)
+    result: dict[str, Any] = {"rows": rows, "n_test_writers": len(data.writers["test"]),
+                              "n_test_pairs": len(test), "siamese_seconds": seconds, "scores": {"siamese": p_same}}
+    if examiner is not None and n_examiner_pairs > 0:
+        result.update(examiner_rows(cfg, data, examiner, model, n_examiner_pairs, progress=progress))
+    if run is not None:
+        for row in result["rows"]:
+            run.record(f"test/{row['method']}", {k: v for k, v in row.items() if k != "method"})
+    return result

@@ -1,0 +1,162 @@
+"""The Siamese ResNet-18 verifier of arXiv:2407.21788 (its supervised baseline) and its pair scoring.
+
+Two handwriting images go through one shared ResNet-18 trunk (the classifier removed: a pooled embedding), a
+linear projection to 64 numbers each, then the element-wise distance ``|e1 - e2|`` (the authors' code takes the
+signed difference ``e1 - e2``; the absolute value makes the score symmetric in the two images [PROPOSED]) through
+ReLU -> Linear(64, 32) -> ReLU -> Linear(32, 2): raw logits for cross-entropy, class 1 = same writer. Inputs are one
+channel, inverted so that ink = 1 and paper = 0, at 64 x 64.
+
+``width`` is the trunk's first stage (64 in ResNet-18; stages are width, 2 width, 4 width, 8 width). The committed
+CPU model uses a narrower ResNet-18 [PROPOSED for a 2-core CPU], the same layers and blocks at a quarter of the
+channels; ``width=64`` is torchvision's ResNet-18 exactly (module names included), so ImageNet weights load into
+it (``load_imagenet_trunk``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+INPUT_SIZE = 64
+
+
+class ResNet18Trunk(nn.Module):
+    """Pooled features [B, 8 * width] of a ResNet-18 (stem 7x7/2 + max-pool, 4 stages of 2 basic blocks)."""
+
+    def __init__(self, width: int = 64, in_channels: int = 1) -> None:
+        super().__init__()
+        if width < 4:
+            raise ValueError(f"width must be >= 4, got {width}")
+        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self._planes = width
+        self.layer1 = self._stage(width, 1)
+        self.layer2 = self._stage(2 * width, 2)
+        self.layer3 = self._stage(4 * width, 2)
+        self.layer4 = self._stage(8 * width, 2)
+        self.out_features = 8 * width
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _stage(self, planes: int, stride: int) -> nn.Sequential:
+        down = None
+        if stride != 1 or self._planes != planes:
+            down = nn.Sequential(nn.Conv2d(self._planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        blocks = nn.Sequential(BasicBlock(self._planes, planes, stride, down), BasicBlock(planes, planes))
+        self._planes = planes
+        return blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class SiameseVerifier(nn.Module):
+    """Same-writer logits [B, 2] of two image batches [B, 1, H, W] (ink = 1): the ResNet-18 Siamese baseline."""
+
+    def __init__(self, width: int = 64, embed_dim: int = 64, hidden: int = 32, signed_difference: bool = False
+                 ) -> None:
+        super().__init__()
+        self.width, self.signed_difference = int(width), bool(signed_difference)
+        self.trunk = ResNet18Trunk(width)
+        self.project = nn.Linear(self.trunk.out_features, embed_dim)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings [B, embed_dim] of images [B, 1, H, W]."""
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"images must be [B, 1, H, W] (one channel, ink = 1), got {tuple(x.shape)}")
+        return self.project(self.trunk(x))
+
+    def compare(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 2] of embedding pairs [B, D]; class 1 = same writer."""
+        d = e1 - e2 if self.signed_difference else (e1 - e2).abs()
+        return self.head(d)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape != b.shape:
+            raise ValueError(f"the two image batches must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        e = self.embed(torch.cat([a, b]))  # one pass: batch-norm statistics see both sides alike
+        return self.compare(*e.chunk(2))
+
+
+def load_imagenet_trunk(model: SiameseVerifier) -> SiameseVerifier:
+    """Return ``model`` with torchvision's ImageNet ResNet-18 weights in its trunk (a download; ``width=64`` only).
+
+    The first convolution's RGB filters are summed into one grey channel and negated (our inputs are inverted).
+    """
+    if model.width != 64:
+        raise ValueError(f"ImageNet weights need width=64 (torchvision's ResNet-18), got width={model.width}")
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    state = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1).state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    state["conv1.weight"] = -state["conv1.weight"].sum(1, keepdim=True)
+    model.trunk.load_state_dict(state)
+    return model
+
+
+def to_input(images: np.ndarray, size: int = INPUT_SIZE) -> torch.Tensor:
+    """Model inputs float32 [N, 1, size, size] (ink = 1) of uint8 images [N, H, W] or [H, W] (dark ink on light paper).
+
+    Any other size is resized with area averaging, keeping the aspect ratio (padded with paper), as the model expects.
+    """
+    import cv2
+
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (0 = ink, 255 = paper), got {a.dtype}")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 4):
+        a = a[None]  # one grey image, or one RGB(A) image [H, W, 3]
+    if a.ndim == 4 and a.shape[-1] in (3, 4):
+        a = np.stack([cv2.cvtColor(x[..., :3], cv2.COLOR_RGB2GRAY) for x in a])
+    if a.ndim != 3 or min(a.shape[1:]) < 1 or len(a) == 0:
+        raise ValueError(f"images must be [N, H, W] or [H, W] grey (or [N, H, W, 3] RGB), got {np.shape(images)}")
+    if a.shape[1:] != (size, size):
+        out = np.full((len(a), size, size), 255, np.uint8)
+        h, w = a.shape[1:]
+        s = size / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        y0, x0 = (size - nh) // 2, (size - nw) // 2
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        for k, x in enumerate(a):
+            out[k, y0:y0 + nh, x0:x0 + nw] = cv2.resize(x, (nw, nh), interpolation=interp)
+        a = out
+    return torch.from_numpy(1.0 - a[:, None].astype(np.float32) / 255.0)
+
+
+@torch.no_grad()
+def pair_logits(model: SiameseVerifier, images: torch.Tensor, pairs: np.ndarray, batch_size: int = 512
+                ) -> torch.Tensor:
+    """Logits [P, 2] of index pairs ``pairs`` [P, >=2] into ``images`` [N, 1, H, W]: each image embedded once."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    emb = torch.cat([model.embed(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)])
+    p = torch.as_tensor(np.asarray(pairs)[:, :2], device=device, dtype=torch.long)
+    logits = torch.cat([model.compare(emb[p[k:k + 4096, 0]], emb[p[k:k + 4096, 1]])
+                        for k in range(0, len(p), 4096)]) if len(p) else torch.zeros(0, 2, device=device)
+    model.train(was_training)
+    return logits.cpu()
+
+
+@torch.no_grad()
+def same_writer_probability(model: SiameseVerifier, a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+    """P(same writer) of two uint8 images (any size; or two batches [N, H, W]: an array [N] then)."""
+    single = np.ndim(a) == 2 or (np.ndim(a) == 3 and np.shape(a)[-1] in (3, 4))
+    xa, xb = to_input(a), to_input(b)
+    if len(xa) != len(xb):
+        raise ValueError(f"a and b must hold as many images, got {len(xa)} and {len(xb)}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    p = torch.softmax(model(xa.to(device), xb.to(device)), 1)[:, 1].cpu().numpy()
+    model.train(was_training)
+    return float(p[0]) if single else p
