@@ -44,6 +44,9 @@ KEY_FIGURES = {
     "defi/01_train": "training",
     "defi/02_evaluate": "inflation",
     "defi/03_explore": "inpaint_yourself",
+    "hv_vlm/01_train": "training_100",
+    "hv_vlm/02_evaluate": "dashboard",
+    "hv_vlm/03_explore": "noise_sweep",
 }
 
 
@@ -219,6 +222,21 @@ def _defi(m: dict[str, dict]) -> str:
     return out + "."
 
 
+def _hv_vlm(m: dict[str, dict]) -> str:
+    rows = {r["method"]: r for r in m["02_evaluate"]["rows"]}
+    sia, hog = rows["Siamese ResNet-18"], rows["HOG cosine"]
+    out = (f"On synthetic writers never seen in training, the Siamese ResNet-18 verifies {sia['accuracy']:.2f} of the "
+           f"pairs against HOG cosine's {hog['accuracy']:.2f}")
+    ex = next((r for k, r in rows.items() if k.startswith("examiner")), None)
+    if ex is not None:
+        out += f"; the offline examiner {ex['accuracy']:.2f} (coverage {ex['coverage']:.2f})"
+    f = m["02_evaluate"].get("faithfulness")
+    if f:
+        out += (f", and its explanations name truly different attributes with precision {f['precision']:.2f} "
+                f"(chance {f['chance_precision']:.2f})")
+    return out + "."
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -227,7 +245,7 @@ def _start(m: dict[str, dict]) -> str:
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
     "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits,
-    "dtiil": _dtiil, "defi": _defi}
+    "dtiil": _dtiil, "defi": _defi, "hv_vlm": _hv_vlm}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kit.core import load_weights, read_json, save_weights, set_threads
+from kit.core import RunDir, load_weights, read_json, save_weights, set_threads
 from kit.hv_vlm.model import SiameseVerifier
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "hv_siamese"
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ASSET_DIR))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--run-dir", default=str(Path(tempfile.gettempdir()) / "kit_hv_siamese_run"),
+                        help="checkpoints of the training run: an interrupted build resumes from there")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = preset("lite", steps=args.steps, device="cpu")
@@ -80,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(cfg)
     data_seconds = time.perf_counter() - t0
     cpu0 = time.process_time()
-    result = train(cfg, data=data)
+    result = train(cfg, run=RunDir(args.run_dir), data=data)
     cpu = time.process_time() - cpu0
     out = Path(args.out)
     save_model(result.model, {k: getattr(cfg, k) for k in ARCH_KEYS}, out)
     model = load_pretrained(out)  # evaluate what is committed: the float16 weights
     ev = evaluate(cfg, model, data)
     ev.pop("scores", None)
+    ev.pop("faithfulness_rows", None)
+    ev["verdicts"] = [{"pair": p.tolist(), "decision": v.decision, "explanation": v.explanation, "raw": v.raw}
+                      for p, v in zip(ev["examiner_pairs"][:10], ev["verdicts"][:10])]  # a few, to read
     report = {"config": asdict(cfg), "threads": args.threads, "data_seconds": data_seconds,
               "train_seconds": result.seconds, "train_cpu_seconds": cpu, "best_step": result.best_step,
               "steps": result.steps, "val": result.metrics, "history": result.history, "evaluation": ev,

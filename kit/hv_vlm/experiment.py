@@ -63,7 +63,7 @@ def _synthetic(cfg: HVConfig, train: bool) -> tuple[np.ndarray, np.ndarray, np.n
         groups["train"] = labelled[:200]
     wanted = np.unique(wanted)
     images, boxes = [], []
-    for w in tqdm(wanted, desc="writing samples", leave=False):
+    for w in tqdm(wanted, desc="writing samples"):
         im, bx = pop.sample_with_boxes(int(w), cfg.samples_per_writer, np.random.default_rng([cfg.seed, int(w), 1]))
         images.append(im)
         boxes.append(bx)
@@ -81,7 +81,7 @@ def _cedar(cfg: HVConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     split = {k: ids[v] for k, v in writer_split(len(ids), cfg.split, seed=cfg.seed).items()}
     labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
     images = to_input(np.stack([_fit_canvas(folder[i]["image"], cfg.size)
-                                for i in tqdm(range(len(folder)), desc="reading CEDAR AND", leave=False)]))
+                                for i in tqdm(range(len(folder)), desc="reading CEDAR AND")]))
     images = np.rint(255.0 * (1.0 - images[:, 0].numpy())).astype(np.uint8)
     return images, folder.writer_of, {"train_all": split["train"], "train": labelled, "val": split["val"],
                                       "test": split["test"]}
@@ -271,7 +271,8 @@ def evaluate(cfg: HVConfig, model: SiameseVerifier | None = None, data: HVData |
              "n_pairs": len(test)}]
     rows += baseline_rows(cfg, data, progress=progress)
     result: dict[str, Any] = {"rows": rows, "n_test_writers": len(data.writers["test"]),
-                              "n_test_pairs": len(test), "siamese_seconds": seconds, "scores": {"siamese": p_same}}
+                              "n_test_pairs": len(test), "siamese_seconds": seconds,
+                              "scores": {"siamese": p_same, "labels": test[:, 2]}}
     if examiner is not None and n_examiner_pairs > 0:
         result.update(examiner_rows(cfg, data, examiner, model, n_examiner_pairs, progress=progress))
     if run is not None:

@@ -22,7 +22,8 @@ def _fit_pairs(data, fraction: float, seed: int) -> np.ndarray:
 
     pairs = data.pairs["train"]
     if fraction < 1:
-        keep = label_subset(data.writers["train"], fraction, seed)
+        train = data.writers["train"]
+        keep = label_subset(train, min(1.0, max(fraction, 2 / len(train))), seed)  # pairs need 2 writers
         idx = np.flatnonzero(np.isin(data.writer_of, keep))
         local = verification_pairs(data.writer_of[idx], seed)
         pairs = np.column_stack([idx[local[:, 0]], idx[local[:, 1]], local[:, 2]])

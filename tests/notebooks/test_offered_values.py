@@ -38,6 +38,8 @@ RUNS = [
     ("dtiil/03_explore", {"word_scorer": "oracle"}),
     ("defi/03_explore", {"fill": "patch", "mask_kind": "strokes", "photo": "china", "per_fill": 2}),
     ("defi/03_explore", {"fill": "biharmonic", "mask_kind": "disc"}),
+    ("hv_vlm/01_train", {"label_fractions": "1.0", "steps": 4}),
+    ("hv_vlm/02_evaluate", {"examiner": "none"}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
@@ -74,6 +76,14 @@ EXEMPT = {
     ("defi/03_explore", "fill", "ns"): "cv2.inpaint with the Navier-Stokes flag instead of Telea's: the same code "
                                        "path as the default, each fill tested in tests/kit/data/test_inpainting.py",
     **{("*", "data", layout): _REAL_DATA for layout in ("iid", "defacto", "manidataset", "json")},
+    ("hv_vlm/01_train", "preset", "lite"): "the committed model's recipe (1600 writers, 1000 steps, `python -m "
+                                           "kit.hv_vlm.assets`); the tiny preset runs the same code",
+    ("hv_vlm/02_evaluate", "preset", "lite"): "the committed model's 200 test writers (its own evaluation, stored in "
+                                              "results.json and shown by the tiny run); the tiny preset runs the same code",
+    ("*", "paligemma", "google/paligemma-3b-pt-224"): _HUB,
+    ("hv_vlm/02_evaluate", "examiner", "paligemma"): _HUB,
+    ("hv_vlm/02_evaluate", "examiner", "openai"): "sends the images to the OpenAI API (a key and the network); the "
+                                                  "backend is tested against a fake server on loopback",
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }
