@@ -16,46 +16,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+
+from kit.nn.resnet import ResNet18Features
 
 INPUT_SIZE = 64
 
 
-class ResNet18Trunk(nn.Module):
-    """Pooled features [B, 8 * width] of a ResNet-18 (stem 7x7/2 + max-pool, 4 stages of 2 basic blocks)."""
+class ResNet18Trunk(ResNet18Features):
+    """Pooled features [B, 8 * width] of a ResNet-18 with torchvision's stem (7x7/2 + max-pool), 4 stages of 2 basic
+    blocks; ``width=64`` with 3 channels is torchvision's ``resnet18`` without its classifier."""
 
     def __init__(self, width: int = 64, in_channels: int = 1) -> None:
-        super().__init__()
         if width < 4:
             raise ValueError(f"width must be >= 4, got {width}")
-        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self._planes = width
-        self.layer1 = self._stage(width, 1)
-        self.layer2 = self._stage(2 * width, 2)
-        self.layer3 = self._stage(4 * width, 2)
-        self.layer4 = self._stage(8 * width, 2)
-        self.out_features = 8 * width
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def _stage(self, planes: int, stride: int) -> nn.Sequential:
-        down = None
-        if stride != 1 or self._planes != planes:
-            down = nn.Sequential(nn.Conv2d(self._planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-        blocks = nn.Sequential(BasicBlock(self._planes, planes, stride, down), BasicBlock(planes, planes))
-        self._planes = planes
-        return blocks
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        super().__init__(width, in_channels, stem="imagenet")
 
 
 class SiameseVerifier(nn.Module):
