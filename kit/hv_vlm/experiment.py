@@ -57,7 +57,7 @@ def _synthetic(cfg: HVConfig, train: bool) -> tuple[np.ndarray, np.ndarray, np.n
     split = writer_split(cfg.n_writers, cfg.split, seed=cfg.seed)
     labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
     groups = {"train_all": split["train"], "train": labelled, "val": split["val"], "test": split["test"]}
-    wanted = np.concatenate([labelled, split["val"], split["test"]]) if train else split["test"]
+    wanted = np.concatenate([labelled, split["val"], split["test"]])
     if not train:  # the baselines' thresholds are fitted on (at most 200) labelled training writers
         wanted = np.concatenate([labelled[:200], split["test"]])
         groups["train"] = labelled[:200]

@@ -98,7 +98,7 @@ def examiner_rows(cfg: HVConfig, data, examiner: Any, model, n: int, progress: b
         pop, w = data.population, data.writer_of
         scored = [faithfulness(v.explanation, pop.style(int(w[i])), pop.style(int(w[j])))
                   for v, (i, j, _) in zip(verdicts, pairs)]
-        out["faithfulness"] = {k: v for k, v in faithfulness_summary(scored).items()}
+        out["faithfulness"] = faithfulness_summary(scored)
         out["faithfulness_rows"] = scored
     return out
 
