@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kit.data.handwriting import Writers, verification_pairs
-    from kit.hv_vlm.baselines import cosine_scores, hog_features
     from kit.hv_vlm.examiner import verify
     from kit.hv_vlm.model import SiameseVerifier, pair_logits, to_input
     from kit.hv_vlm.offline_examiner import OfflineExaminer
+    from kit.verification.baselines import cosine_scores, hog_features
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

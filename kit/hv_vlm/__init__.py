@@ -1,7 +1,6 @@
 """Handwriting verification (arXiv:2407.21788): VLM examiners vs a Siamese ResNet-18, offline and on CEDAR AND."""
 
 from kit.hv_vlm.assets import committed_results, load_pretrained
-from kit.hv_vlm.baselines import BASELINES, fit_baseline, hog_features, raw_features
 from kit.hv_vlm.config import HVConfig, preset
 from kit.hv_vlm.examiner import (
     DECISIONS,
@@ -22,6 +21,7 @@ from kit.hv_vlm.offline_examiner import OfflineExaminer
 from kit.hv_vlm.openai_backend import OpenAIBackend
 from kit.hv_vlm.paligemma import PaliGemmaBackend, lora_finetune, side_by_side
 from kit.hv_vlm.report import fit_offline_examiner, format_table, table_rows
+from kit.verification.baselines import BASELINES, fit_baseline, hog_features, raw_features
 
 __all__ = [
     "BASELINES", "DECISIONS", "PAPER_TABLE", "ChatBackend", "HVConfig", "OfflineExaminer", "OpenAIBackend",

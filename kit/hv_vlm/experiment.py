@@ -16,147 +16,31 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from kit.core import RunDir, fit, pick_device, seed_everything
-from kit.data.handwriting import Writers, label_subset, verification_pairs, writer_split
 from kit.hv_vlm.config import HVConfig
-from kit.hv_vlm.metrics import pair_metrics
-from kit.hv_vlm.model import SiameseVerifier, load_imagenet_trunk, pair_logits, to_input
+from kit.hv_vlm.model import SiameseVerifier, load_imagenet_trunk, pair_logits
+from kit.verification.metrics import pair_metrics
+from kit.verification.pairs import PairData, RandomPairs, balanced_subset, load_pair_data
+
+__all__ = ["HVData", "RandomPairs", "TrainResult", "balanced_subset", "build_model", "check_unseen", "evaluate",
+           "load_data", "predict_pairs", "siamese_scores", "train"]
 
 Callback = Callable[[dict], None]
 
 
-@dataclass
-class HVData:
-    """Images and writer-disjoint pairs of one run.
-
-    ``images`` uint8 [N, S, S] (dark ink on light paper), ``x`` the model inputs [N, 1, S, S], ``writer_of`` [N];
-    ``writers`` {"train" (labelled), "train_all", "val", "test"} -> writer ids; ``pairs`` {"train", "val", "test"} ->
-    [P, 3] (i, j, label) in the paper's pairing, indices into ``images``; ``boxes`` [N, 3, 4] letter boxes and
-    ``population`` the :class:`Writers` (synthetic data only).
-    """
-
-    images: np.ndarray
-    x: torch.Tensor
-    writer_of: np.ndarray
-    writers: dict[str, np.ndarray]
-    pairs: dict[str, np.ndarray]
-    source: str
-    boxes: np.ndarray | None = None
-    population: Writers | None = None
-    seconds: float = 0.0
-
-    def indices(self, split: str) -> np.ndarray:
-        """Image indices [n] of the writers of ``split``."""
-        return np.flatnonzero(np.isin(self.writer_of, self.writers[split]))
-
-
-def _synthetic(cfg: HVConfig, train: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Writers]:
-    pop = Writers(cfg.n_writers, seed=cfg.writer_seed, noise=cfg.noise, size=cfg.size)
-    split = writer_split(cfg.n_writers, cfg.split, seed=cfg.seed)
-    labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
-    groups = {"train_all": split["train"], "train": labelled, "val": split["val"], "test": split["test"]}
-    wanted = np.concatenate([labelled, split["val"], split["test"]])
-    if not train:  # the baselines' thresholds are fitted on (at most 200) labelled training writers
-        wanted = np.concatenate([labelled[:200], split["test"]])
-        groups["train"] = labelled[:200]
-    wanted = np.unique(wanted)
-    images, boxes = [], []
-    for w in tqdm(wanted, desc="writing samples"):
-        im, bx = pop.sample_with_boxes(int(w), cfg.samples_per_writer, np.random.default_rng([cfg.seed, int(w), 1]))
-        images.append(im)
-        boxes.append(bx)
-    writer_of = np.repeat(wanted, cfg.samples_per_writer)
-    return np.concatenate(images), writer_of, np.concatenate(boxes), groups, pop
-
-
-def _cedar(cfg: HVConfig) -> tuple[np.ndarray, np.ndarray, dict]:
-    from kit.data.handwriting import CedarAndFolder
-
-    folder = CedarAndFolder(cfg.data_dir)
-    ids = np.array(folder.writer_ids)
-    if len(ids) < 6:
-        raise ValueError(f"{cfg.data_dir} holds {len(ids)} writers; a writer-disjoint split needs at least 6")
-    split = {k: ids[v] for k, v in writer_split(len(ids), cfg.split, seed=cfg.seed).items()}
-    labelled = label_subset(split["train"], cfg.label_fraction, seed=cfg.seed)
-    images = to_input(np.stack([_fit_canvas(folder[i]["image"], cfg.size)
-                                for i in tqdm(range(len(folder)), desc="reading CEDAR AND")]))
-    images = np.rint(255.0 * (1.0 - images[:, 0].numpy())).astype(np.uint8)
-    return images, folder.writer_of, {"train_all": split["train"], "train": labelled, "val": split["val"],
-                                      "test": split["test"]}
-
-
-def _fit_canvas(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [size, size]: ``image`` scaled to fit (aspect kept) on white paper."""
-    x = to_input(image, size)
-    return np.rint(255.0 * (1.0 - x[0, 0].numpy())).astype(np.uint8)
+HVData = PairData  # the series' name for the shared pair data
 
 
 def load_data(cfg: HVConfig, train: bool = True) -> HVData:
     """Return the run's :class:`HVData`; ``train=False`` builds only the test writers and up to 200 labelled
     training writers (for fitting the baselines' thresholds), which is what evaluation needs."""
-    t0 = time.perf_counter()
-    boxes = pop = None
-    if cfg.data == "synthetic":
-        images, writer_of, boxes, groups, pop = _synthetic(cfg, train)
-    else:
-        images, writer_of, groups = _cedar(cfg)
-    pairs = {}
-    for name in ("train", "val", "test"):
-        idx = np.flatnonzero(np.isin(writer_of, groups[name]))
-        if len(idx) == 0:
-            continue
-        local = verification_pairs(writer_of[idx], seed=cfg.seed + {"train": 0, "val": 1, "test": 2}[name])
-        pairs[name] = np.column_stack([idx[local[:, 0]], idx[local[:, 1]], local[:, 2]])
-    if cfg.n_test_pairs is not None and "test" in pairs and cfg.n_test_pairs < len(pairs["test"]):
-        pairs["test"] = balanced_subset(pairs["test"], cfg.n_test_pairs, seed=cfg.seed)
-    return HVData(images, to_input(images, cfg.size), np.asarray(writer_of), groups, pairs, cfg.data, boxes, pop,
-                  time.perf_counter() - t0)
-
-
-def balanced_subset(pairs: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` rows of ``pairs`` [P, 3], half same-writer (as far as there are), in a seeded random order."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(pairs[:, 2] == 1), np.flatnonzero(pairs[:, 2] == 0)
-    k = min(n // 2, len(pos))
-    take = np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, min(n - k, len(neg)), replace=False)])
-    return pairs[np.sort(take)]
-
-
-class RandomPairs:
-    """``batch(step)`` -> (a [B, 1, S, S], b [B, 1, S, S], label [B]): fresh pairs of labelled training images
-    every step, half same-writer (two different samples of one writer), half two different writers [PROPOSED]."""
-
-    def __init__(self, x: torch.Tensor, indices: np.ndarray, writer_of: np.ndarray, batch_size: int) -> None:
-        """``indices`` [n]: the rows of ``x`` to draw from; ``writer_of`` [n]: their writers."""
-        indices = np.asarray(indices)
-        ids, inverse = np.unique(np.asarray(writer_of), return_inverse=True)
-        members = [indices[inverse == k] for k in range(len(ids))]
-        self.multi = [m for m in members if len(m) >= 2]
-        if len(self.multi) == 0 or len(members) < 2:
-            raise ValueError("training needs at least 2 writers, one with 2 or more samples")
-        self.x, self.members, self.batch_size = x, members, int(batch_size)
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, h = self.batch_size, self.batch_size // 2
-        pick = lambda n: int(torch.randint(n, ()))  # the global torch RNG: its state is checkpointed
-        ia, ib = [], []
-        for _ in range(h):
-            m = self.multi[pick(len(self.multi))]
-            i = pick(len(m))
-            j = (i + 1 + pick(len(m) - 1)) % len(m)
-            ia.append(m[i])
-            ib.append(m[j])
-        n = len(self.members)
-        for _ in range(b - h):
-            w = pick(n)
-            v = (w + 1 + pick(n - 1)) % n
-            ia.append(self.members[w][pick(len(self.members[w]))])
-            ib.append(self.members[v][pick(len(self.members[v]))])
-        y = torch.zeros(b, dtype=torch.long)
-        y[:h] = 1
-        return self.x[ia], self.x[ib], y
+    return load_pair_data(source=cfg.data, data_dir=cfg.data_dir, n_writers=cfg.n_writers,
+                          writer_seed=cfg.writer_seed, noise=cfg.noise, size=cfg.size,
+                          samples_per_writer=cfg.samples_per_writer, split=cfg.split,
+                          label_fraction=cfg.label_fraction, seed=cfg.seed,
+                          max_train_writers=None if train else 200, skip_val=not train,
+                          n_test_pairs=cfg.n_test_pairs)
 
 
 def build_model(cfg: HVConfig) -> SiameseVerifier:

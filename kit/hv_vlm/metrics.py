@@ -1,14 +1,11 @@
-"""Verification metrics of arXiv:2407.21788 (accuracy, precision, recall, F1; positive = same writer) and the
-paper's reported table.
-
-The authors' script computes precision and recall with the arguments swapped and averages them per batch; here
-every number is computed once over all pairs, with the true labels first.
-"""
+"""The reported table of arXiv:2407.21788; the metrics themselves are the shared ones of
+:mod:`kit.verification.metrics` (imported here for the series' users)."""
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
+from kit.verification.metrics import decisions_metrics, pair_metrics
+
+__all__ = ["PAPER_TABLE", "decisions_metrics", "pair_metrics"]
 
 # Table 1 of arXiv:2407.21788 (CEDAR AND, held-out writers) and the companion ssl-hv release for the baselines'
 # precision / recall / F1; "-" cells were not recoverable (None).
@@ -22,29 +19,3 @@ PAPER_TABLE = [
     {"method": "ViT, 10% writers", "accuracy": 0.65, "precision": 0.68, "recall": 0.64, "f1": 0.66},
     {"method": "GSC, 10% writers", "accuracy": 0.71, "precision": 0.69, "recall": 0.72, "f1": 0.69},
 ]
-
-
-def decisions_metrics(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """{accuracy, precision, recall, f1} of 0/1 decisions ``pred`` [P] against ``labels`` [P] (1 = same writer).
-
-    A score with an empty denominator (no predicted or no true positives) is 0.0, as sklearn's zero_division=0.
-    """
-    p, y = np.asarray(pred).astype(int).ravel(), np.asarray(labels).astype(int).ravel()
-    if p.shape != y.shape or len(y) == 0:
-        raise ValueError(f"pred and labels must be non-empty and of one length, got {p.shape} and {y.shape}")
-    tp, fp, fn = int(((p == 1) & (y == 1)).sum()), int(((p == 1) & (y == 0)).sum()), int(((p == 0) & (y == 1)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"accuracy": float((p == y).mean()), "precision": precision, "recall": recall, "f1": f1}
-
-
-def pair_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """{accuracy, precision, recall, f1, auc} of same-writer ``scores`` [P] decided at ``score >= threshold``
-    (auc None when the labels hold one class only)."""
-    s, y = np.asarray(scores, float).ravel(), np.asarray(labels).astype(int).ravel()
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite")
-    out = decisions_metrics(s >= threshold, y)
-    out["auc"] = float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else None  # undefined on one class
-    return out

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from kit.nn.resnet import ResNet18Features
-
-INPUT_SIZE = 64
+from kit.verification.pairs import to_input
 
 
 class ResNet18Trunk(ResNet18Features):
@@ -76,35 +75,6 @@ def load_imagenet_trunk(model: SiameseVerifier) -> SiameseVerifier:
     state["conv1.weight"] = -state["conv1.weight"].sum(1, keepdim=True)
     model.trunk.load_state_dict(state)
     return model
-
-
-def to_input(images: np.ndarray, size: int = INPUT_SIZE) -> torch.Tensor:
-    """Model inputs float32 [N, 1, size, size] (ink = 1) of uint8 images [N, H, W] or [H, W] (dark ink on light paper).
-
-    Any other size is resized with area averaging, keeping the aspect ratio (padded with paper), as the model expects.
-    """
-    import cv2
-
-    a = np.asarray(images)
-    if a.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (0 = ink, 255 = paper), got {a.dtype}")
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 4):
-        a = a[None]  # one grey image, or one RGB(A) image [H, W, 3]
-    if a.ndim == 4 and a.shape[-1] in (3, 4):
-        a = np.stack([cv2.cvtColor(x[..., :3], cv2.COLOR_RGB2GRAY) for x in a])
-    if a.ndim != 3 or min(a.shape[1:]) < 1 or len(a) == 0:
-        raise ValueError(f"images must be [N, H, W] or [H, W] grey (or [N, H, W, 3] RGB), got {np.shape(images)}")
-    if a.shape[1:] != (size, size):
-        out = np.full((len(a), size, size), 255, np.uint8)
-        h, w = a.shape[1:]
-        s = size / max(h, w)
-        nh, nw = max(1, round(h * s)), max(1, round(w * s))
-        y0, x0 = (size - nh) // 2, (size - nw) // 2
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        for k, x in enumerate(a):
-            out[k, y0:y0 + nh, x0:x0 + nw] = cv2.resize(x, (nw, nh), interpolation=interp)
-        a = out
-    return torch.from_numpy(1.0 - a[:, None].astype(np.float32) / 255.0)
 
 
 @torch.no_grad()

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from kit.hv_vlm.baselines import fit_baseline, hog_features, raw_features
 from kit.hv_vlm.config import HVConfig
-from kit.hv_vlm.metrics import decisions_metrics, pair_metrics
+from kit.verification.baselines import fit_baseline, hog_features, raw_features
+from kit.verification.metrics import decisions_metrics, pair_metrics
 
 MAX_FIT_PAIRS = 20_000
 
@@ -18,7 +18,7 @@ MAX_FIT_PAIRS = 20_000
 def _fit_pairs(data, fraction: float, seed: int) -> np.ndarray:
     """Training pairs (the paper's pairing) of a ``fraction`` of the labelled writers, at most MAX_FIT_PAIRS."""
     from kit.data.handwriting import label_subset, verification_pairs
-    from kit.hv_vlm.experiment import balanced_subset
+    from kit.verification.pairs import balanced_subset
 
     pairs = data.pairs["train"]
     if fraction < 1:
@@ -53,15 +53,15 @@ def baseline_rows(cfg: HVConfig, data, progress: bool = True) -> list[dict[str, 
 
 def examiner_pairs(data, n: int, seed: int = 0) -> np.ndarray:
     """``n`` balanced test pairs [n, 3] that an examiner answers (the same ones for every backend and seed)."""
-    from kit.hv_vlm.experiment import balanced_subset
+    from kit.verification.pairs import balanced_subset
 
     return balanced_subset(data.pairs["test"], n, seed + 7)
 
 
 def fit_offline_examiner(data, n_pairs: int = 2000, seed: int = 0):
     """Return an :class:`OfflineExaminer` fitted on (at most ``n_pairs`` balanced) training pairs."""
-    from kit.hv_vlm.experiment import balanced_subset
     from kit.hv_vlm.offline_examiner import OfflineExaminer
+    from kit.verification.pairs import balanced_subset
 
     pairs = balanced_subset(data.pairs["train"], n_pairs, seed)
     return OfflineExaminer().fit(data.images[pairs[:, 0]], data.images[pairs[:, 1]], pairs[:, 2])

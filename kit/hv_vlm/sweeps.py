@@ -50,9 +50,9 @@ def noise_sweep(model: Any, examiner: ChatBackend | None, noises: Sequence[float
     and ``seconds``."""
     from tqdm.auto import tqdm
 
-    from kit.hv_vlm.baselines import fit_baseline, hog_features
-    from kit.hv_vlm.experiment import balanced_subset
     from kit.hv_vlm.model import pair_logits, to_input
+    from kit.verification.baselines import fit_baseline, hog_features
+    from kit.verification.pairs import balanced_subset
 
     noises = [float(x) for x in noises]
     if not noises or min(noises) < 0:

@@ -22,7 +22,7 @@ from torch import nn
 from kit.nn.resnet import ResNet18Features
 
 __all__ = ["SSLResNet18", "SmallCNN", "build_encoder", "projector", "predictor", "PROJECTOR_DIMS",
-           "PREDICTOR_DIMS", "ResNetVAE"]
+           "PREDICTOR_DIMS", "ResNetVAE", "ConvVAE"]
 
 # hidden..., output sizes of the heads in arXiv:2405.18320's runs (input = the encoder's out_features)
 PROJECTOR_DIMS = {"vicreg": (2048, 2048), "barlow_twins": (2048, 2048), "simclr": (512, 128),
@@ -172,3 +172,35 @@ class ResNetVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + torch.exp(0.5 * log_var) * eps
         return {"x_hat": self.decode(z), "mu": mu, "log_var": log_var, "z": z}
+
+
+class ConvVAE(ResNetVAE):
+    """The ResNet-VAE's model at CPU size [PROPOSED for a 2-core CPU, not in arXiv:2405.18320]: the same Gaussian
+    likelihood, global log-scale, fc_mu / fc_var and ``forward`` contract, with the :class:`SmallCNN` encoder and a
+    mirrored decoder (Linear to (widths[-1], 4, 4), then x2 upsampling conv-BN-ReLU stages back through the widths,
+    a 3x3 conv to ``in_channels`` and a sigmoid)."""
+
+    def __init__(self, latent_dim: int = 32, widths: Sequence[int] = (16, 32, 64, 64), in_channels: int = 1,
+                 size: int = 64) -> None:
+        nn.Module.__init__(self)
+        widths = tuple(int(w) for w in widths)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if size != 4 * 2 ** len(widths):
+            raise ValueError(f"size must be 4 * 2^len(widths) = {4 * 2 ** len(widths)} for widths {widths}, "
+                             f"got {size}")
+        self.latent_dim, self.size, self.in_channels = int(latent_dim), int(size), int(in_channels)
+        self.encoder = SmallCNN(widths, in_channels)
+        self.fc_mu = nn.Linear(widths[-1], latent_dim)
+        self.fc_var = nn.Linear(widths[-1], latent_dim)
+        self._c0 = widths[-1]
+        self.fc_dec = nn.Linear(latent_dim, self._c0 * 16)
+        layers: list[nn.Module] = []
+        c = widths[-1]
+        for w in reversed(widths):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, w, 3, 1, 1, bias=False),
+                       nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        self.decoder = nn.Sequential(*layers)
+        self.to_pixels = nn.Conv2d(c, in_channels, 3, 1, 1)
+        self.log_scale = nn.Parameter(torch.zeros(()))

@@ -19,20 +19,28 @@ from torch import nn
 
 
 class PairHead(nn.Module):
-    """Same-writer logits [B, 2] of embedding pairs e1, e2 [B, D] (class 1 = same writer)."""
+    """Same-writer logits [B, 2] of embedding pairs e1, e2 [B, D] (class 1 = same writer).
+
+    ``shift`` / ``scale`` (buffers, 0 / 1 until set) standardise the embeddings first: :func:`train_pair_head`
+    sets them to the training rows' mean and std, as a linear probe's parameter-free batch norm does
+    (arXiv:2111.06377) [PROPOSED: the authors feed raw embeddings, whose scale differs by method by orders of
+    magnitude].
+    """
 
     def __init__(self, in_dim: int, embed_dim: int = 64, hidden: int = 32, signed_difference: bool = False) -> None:
         super().__init__()
         if in_dim < 1:
             raise ValueError(f"in_dim must be >= 1, got {in_dim}")
         self.signed_difference = bool(signed_difference)
+        self.register_buffer("shift", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
         self.project = nn.Linear(in_dim, embed_dim)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
     def forward(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
         if e1.shape != e2.shape or e1.ndim != 2:
             raise ValueError(f"e1 and e2 must both be [B, D], got {tuple(e1.shape)} and {tuple(e2.shape)}")
-        d = self.project(e1) - self.project(e2)
+        d = self.project((e1 - self.shift) / self.scale) - self.project((e2 - self.shift) / self.scale)
         return self.head(d if self.signed_difference else d.abs())
 
 
@@ -109,10 +117,12 @@ def pair_probabilities(head: PairHead, embeddings: torch.Tensor, pairs: np.ndarr
 
 def train_pair_head(embeddings: torch.Tensor, train_pairs: np.ndarray, val_pairs: np.ndarray, *,
                     epochs: int = 30, batch_size: int = 256, lr: float = 1e-3, patience: int = 10,
-                    min_delta: float = 0.001, seed: int = 0) -> tuple[PairHead, list[dict]]:
+                    min_delta: float = 0.001, seed: int = 0, standardize: bool = True
+                    ) -> tuple[PairHead, list[dict]]:
     """The pair head trained on frozen ``embeddings`` [N, D] (Adam, cross-entropy, the best validation F1 kept,
     early stopping after ``patience`` epochs without a ``min_delta`` gain, as the authors stop on F1) and the
-    per-epoch history [{"epoch", "loss", "val_accuracy", "val_f1"}]."""
+    per-epoch history [{"epoch", "loss", "val_accuracy", "val_f1"}]. ``standardize`` sets the head's shift / scale
+    from the embeddings of the images in ``train_pairs``."""
     from sklearn.metrics import accuracy_score, f1_score
 
     train_pairs, val_pairs = np.asarray(train_pairs), np.asarray(val_pairs)
@@ -121,6 +131,10 @@ def train_pair_head(embeddings: torch.Tensor, train_pairs: np.ndarray, val_pairs
             raise ValueError(f"{name} must be a non-empty [P, 3] array (i, j, label), got shape {p.shape}")
     torch.manual_seed(seed)
     head = PairHead(embeddings.shape[1])
+    if standardize:
+        rows = embeddings[torch.as_tensor(np.unique(train_pairs[:, :2]))]
+        head.shift.copy_(rows.mean(0))
+        head.scale.copy_(rows.std(0).clamp_min(1e-6) if len(rows) > 1 else torch.ones_like(head.scale))
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     best, best_state, stall, history = None, None, 0, []

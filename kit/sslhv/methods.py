@@ -18,7 +18,15 @@ import copy
 import torch
 from torch import nn
 
-from kit.sslhv.encoders import PREDICTOR_DIMS, PROJECTOR_DIMS, ResNetVAE, build_encoder, predictor, projector
+from kit.sslhv.encoders import (
+    PREDICTOR_DIMS,
+    PROJECTOR_DIMS,
+    ConvVAE,
+    ResNetVAE,
+    build_encoder,
+    predictor,
+    projector,
+)
 from kit.sslhv.losses import (
     MemoryQueue,
     barlow_twins_loss,
@@ -58,10 +66,10 @@ class SSLMethod(nn.Module):
         self.name, self.temperature, self.vae_embedding = name, float(temperature), vae_embedding
         self.views = views or HandwritingViews(size=size)
         scale = lambda dims: tuple(max(8, int(round(d * proj_scale))) for d in dims)  # noqa: E731
-        if name == "vae":
-            if encoder != "resnet18":
-                raise ValueError("the VAE is the ResNet-VAE of arXiv:2405.18320: encoder='resnet18'")
-            self.vae = ResNetVAE(latent_dim, width, 1, size)
+        if encoder not in ("resnet18", "small"):
+            raise ValueError(f"encoder must be 'resnet18' or 'small', got {encoder!r}")
+        if name == "vae":  # the ResNet-VAE of arXiv:2405.18320, or its CPU-sized ConvVAE
+            self.vae = ResNetVAE(latent_dim, width, 1, size) if encoder == "resnet18" else ConvVAE(latent_dim, size=size)
             self.encoder = self.vae.encoder
             return
         kw = {"width": width} if encoder == "resnet18" else {}

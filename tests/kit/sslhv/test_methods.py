@@ -74,7 +74,23 @@ def test_momentum_targets_follow_the_online_weights_and_the_queue_fills(name):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="method must"):
         SSLMethod("dino")
-    with pytest.raises(ValueError, match="resnet18"):
-        SSLMethod("vae", encoder="small")
+    with pytest.raises(ValueError, match="encoder must"):
+        SSLMethod("vae", encoder="vit")
+    with pytest.raises(ValueError, match="size must be"):
+        SSLMethod("vae", encoder="small", size=48)
     with pytest.raises(ValueError, match="batch"):
         _method("vicreg").training_loss(torch.zeros(1, 1, 32, 32))
+
+
+def test_cpu_vae_keeps_the_resnet_vae_contract():
+    from kit.sslhv.encoders import ConvVAE
+
+    m = SSLMethod("vae", encoder="small", latent_dim=8, size=64)
+    assert isinstance(m.vae, ConvVAE) and m.embed_dim == 8
+    x = torch.rand(4, 1, 64, 64)
+    out = m.vae(x, torch.Generator().manual_seed(0))
+    assert out["x_hat"].shape == x.shape and out["mu"].shape == (4, 8)
+    assert ((out["x_hat"] >= 0) & (out["x_hat"] <= 1)).all()
+    terms = m.training_loss(x, generator=torch.Generator().manual_seed(1))
+    terms["loss"].backward()
+    assert m.vae.log_scale.grad is not None and m.vae.fc_dec.weight.grad.abs().sum() > 0

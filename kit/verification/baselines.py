@@ -1,5 +1,5 @@
-"""Handcrafted writer-verification baselines of arXiv:2407.21788's table: raw-pixel and HOG cosine, HOG + logistic
-regression.
+"""Handcrafted writer-verification baselines shared by the handwriting series (arXiv:2407.21788's table,
+arXiv:2405.18320's HOG row): raw-pixel and HOG cosine, HOG + logistic regression.
 
 Each baseline turns a pair of uint8 images into a same-writer score; thresholds and classifiers are fitted on
 training pairs only, then applied to held-out writers:
