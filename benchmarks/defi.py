@@ -26,24 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _round_robin(fns: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(_timed(fn))
-    return times
+from timing import round_robin, timed
 
 
 def plain_unet(base: int):
@@ -114,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     unet.eval()
     x = torch.rand(args.batch, 3, args.size, args.size)
     with torch.no_grad():
-        t1 = _round_robin({"defi-full": lambda: full(x), "unet": lambda: unet(x)}, args.rounds, args.warmup)
+        t1 = round_robin({"defi-full": lambda: full(x), "unet": lambda: unet(x)}, args.rounds, args.warmup)
     med1 = {k: statistics.median(v) for k, v in t1.items()}
     print(f"Inference, input [{args.batch}, 3, {args.size}, {args.size}], CPU, {args.threads} threads, "
           f"median of {args.rounds}")
@@ -137,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (64, 128) if args.quick else (64, 128, 256)
     fns = {f"infer-{s}": (lambda s=s: lite(torch.rand(16, 3, s, s))) for s in sizes}
     with torch.no_grad():
-        t2 = _round_robin(fns, args.rounds, args.warmup)
+        t2 = round_robin(fns, args.rounds, args.warmup)
     lite.train()
-    t2.update(_round_robin({"train-64": train_step}, args.rounds, args.warmup))
+    t2.update(round_robin({"train-64": train_step}, args.rounds, args.warmup))
     print(f"\nDeFI-lite ({count_parameters(lite):,} parameters, SRM inputs), batch 16")
     print(f"{'pass':<12} {'images / s':>11}")
     for k, v in t2.items():
@@ -150,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         make_sample("coffee", f, 64, seed=-1 % 2**31)
     for r in range(args.rounds):
         for f in FILLS:
-            t3[f].append(_timed(lambda f=f, r=r: make_sample("coffee", f, 64, seed=r)))
+            t3[f].append(timed(lambda f=f, r=r: make_sample("coffee", f, 64, seed=r)))
     per_train = statistics.median(t2["train-64"]) / 16
     print("\nGenerator, one 64-px sample (crop + mask + fill), against a lite training step per sample "
           f"({1e3 * per_train:.1f} ms)")

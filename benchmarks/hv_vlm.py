@@ -21,20 +21,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-
-def _round_robin(fns: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return times
+from timing import round_robin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     fns = {"siamese w16, embed once": embed_once(models[16]), "siamese w16, per pair": per_pair(models[16]),
            "siamese w64, embed once": embed_once(models[64]), "siamese w64, per pair": per_pair(models[64]),
            "hog cosine": lambda: cosine_scores(hog_features(images), pairs)}
-    times = _round_robin(fns, args.rounds, args.warmup)
+    times = round_robin(fns, args.rounds, args.warmup)
     rate = {k: n_pairs / statistics.median(v) for k, v in times.items()}
 
     fit = pairs[: min(len(pairs), 400)]
@@ -95,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, j, _ in sub:
             verify(examiner, images[i], images[j])
 
-    t_ex = _round_robin({"offline examiner": examine}, args.rounds, 0)
+    t_ex = round_robin({"offline examiner": examine}, args.rounds, 0)
     rate["offline examiner"] = len(sub) / statistics.median(t_ex["offline examiner"])
 
     print(f"{args.writers} writers x {args.samples} samples = {len(images)} images, {n_pairs} pairs (the paper's "

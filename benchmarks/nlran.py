@@ -25,29 +25,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
+
+from timing import round_robin
 
 MODELS = ("nlran-tiny", "resnet18-monai")
 NONLOCAL = ("sdpa", "explicit", "sdpa-subsample", "explicit-subsample")
 
 
-def _timed(fn, sync) -> float:
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t0
-
-
-def _round_robin(fns: dict, rounds: int, warmup: int, sync) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    sync()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(_timed(fn, sync))
-    return times
 
 
 def time_models(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, int]]:
@@ -76,7 +60,7 @@ def time_models(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[
         model.to(device).train()
         fns[name] = lambda m=model: step(m)
     params = {name: count_parameters(model) for name, model in models.items()}
-    return _round_robin(fns, args.rounds, args.warmup, sync), params
+    return round_robin(fns, args.rounds, args.warmup, sync), params
 
 
 def time_nonlocal(args: argparse.Namespace) -> tuple[dict[str, list[float]], float]:
@@ -108,7 +92,7 @@ def time_nonlocal(args: argparse.Namespace) -> tuple[dict[str, list[float]], flo
 
         suffix = "-subsample" if sub else ""
         fns["sdpa" + suffix], fns["explicit" + suffix] = fused, explicit
-    return _round_robin(fns, args.rounds, args.warmup, sync), diff
+    return round_robin(fns, args.rounds, args.warmup, sync), diff
 
 
 def time_render(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -118,7 +102,7 @@ def time_render(args: argparse.Namespace) -> dict[str, list[float]]:
 
     specs = {f"{n}^3": sample_spec(0, np.random.default_rng(args.seed), n) for n in (args.size, 2 * args.size)}
     fns = {k: (lambda s=spec: render(s)) for k, spec in specs.items()}
-    return _round_robin(fns, args.rounds, args.warmup, lambda: None)
+    return round_robin(fns, args.rounds, args.warmup, lambda: None)
 
 
 def main(argv: list[str] | None = None) -> int:

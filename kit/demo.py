@@ -47,6 +47,9 @@ KEY_FIGURES = {
     "hv_vlm/01_train": "training_100",
     "hv_vlm/02_evaluate": "dashboard",
     "hv_vlm/03_explore": "noise_sweep",
+    "sslhv/01_train": "loss_terms",
+    "sslhv/02_evaluate": "label_efficiency",
+    "sslhv/03_explore": "embedding_map",
 }
 
 
@@ -237,6 +240,13 @@ def _hv_vlm(m: dict[str, dict]) -> str:
     return out + "."
 
 
+def _sslhv(m: dict[str, dict]) -> str:
+    o = m["02_evaluate"]["ordering"]
+    return (f"With 10 % of the writers labelled, the best frozen self-supervised encoder ({o['best']}) verifies "
+            f"{o['best_accuracy']:.2f} of the pairs against {o['supervised_10']:.2f} for the supervised Siamese model "
+            f"on the same labels and {o['supervised_100']:.2f} with every label (committed 3-seed table).")
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -245,7 +255,7 @@ def _start(m: dict[str, dict]) -> str:
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
     "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits,
-    "dtiil": _dtiil, "defi": _defi, "hv_vlm": _hv_vlm}
+    "dtiil": _dtiil, "defi": _defi, "hv_vlm": _hv_vlm, "sslhv": _sslhv}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

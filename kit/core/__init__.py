@@ -9,8 +9,10 @@ from kit.core.checkpoint import (
     load_weights,
     read_json,
     save_checkpoint,
+    save_model,
     save_training_state,
     save_weights,
+    write_json,
 )
 from kit.core.device import pick_device, set_threads
 from kit.core.presets import config_dict, preset
@@ -35,9 +37,11 @@ __all__ = [
     "preset",
     "read_json",
     "save_checkpoint",
+    "save_model",
     "save_training_state",
     "save_weights",
     "seed_everything",
+    "write_json",
     "set_display_hook",
     "set_threads",
 ]

@@ -78,6 +78,27 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.d
     return save_checkpoint(path, sd)
 
 
+def save_model(model: torch.nn.Module, arch: dict[str, Any], folder: str | os.PathLike,
+               dtype: torch.dtype = torch.float16) -> Path:
+    """Return the weights' path after writing ``model`` (``folder/model.safetensors``, floats as ``dtype``) and the
+    architecture ``arch`` it is rebuilt from (``folder/config.json``), each to a temp file then renamed."""
+    folder = Path(folder)
+    path = save_weights(model, folder / "model.safetensors", dtype)
+    write_json(folder / "config.json", arch)
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any, default: Any = None) -> Path:
+    """Return ``path`` after writing ``obj`` as indented JSON to a temp file beside it, then renaming it
+    (``default``: json's converter for other objects)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=default))
+    tmp.replace(path)
+    return path
+
+
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, rebuild: str = "") -> torch.nn.Module:
     r"""Return ``model`` with the weights of ``path`` loaded as float32 (``save_weights``' files), in eval mode.
 

@@ -16,24 +16,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from kit.core import load_weights, read_json, save_weights, set_threads
+from kit.core import load_weights, read_json, save_model, set_threads
 from kit.defi.model import DeFINet
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "defi_lite"
 ARCH_KEYS = ("model", "input_filter", "channels", "lite_widths")
 REBUILD = "python -m kit.defi.assets"
 
-
-def save_model(model: DeFINet, arch: dict, folder: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``model`` (safetensors, floats as ``dtype``) and its ``config.json`` into ``folder``; temp then rename."""
-    folder = Path(folder)
-    path = save_weights(model, folder / "model.safetensors", dtype)
-    cfg_tmp = folder / ".config.json.tmp"
-    cfg_tmp.write_text(json.dumps(arch, indent=1))
-    cfg_tmp.replace(folder / "config.json")
-    return path
 
 
 def load_pretrained(preset: str = "lite", folder: str | Path | None = None) -> DeFINet:

@@ -17,25 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from kit.core import RunDir, load_weights, read_json, save_weights, set_threads
+from kit.core import RunDir, load_weights, read_json, save_model, set_threads
 from kit.hv_vlm.model import SiameseVerifier
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "hv_siamese"
 ARCH_KEYS = ("width", "signed_difference", "size")
 REBUILD = "python -m kit.hv_vlm.assets"
 
-
-def save_model(model: SiameseVerifier, arch: dict, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``model`` (safetensors, floats as ``dtype``) and its ``config.json`` (``arch``) into ``folder``; each
-    written to a temp file, then renamed."""
-    folder = Path(folder)
-    path = save_weights(model, folder / "model.safetensors", dtype)
-    tmp = folder / ".config.json.tmp"
-    tmp.write_text(json.dumps(arch, indent=1))
-    tmp.replace(folder / "config.json")
-    return path
 
 
 def load_pretrained(folder: str | Path | None = None) -> SiameseVerifier:

@@ -7,8 +7,8 @@ model (the same small encoder and pair head, trained from scratch) at 10 % and 1
 self-supervised method pre-trained on the training writers without labels and then read by the pair head on frozen
 embeddings at 10 %, and the best method fine-tuned at 10 %. Seed 0 adds the label-efficiency curves (frozen,
 fine-tuned, supervised at 1 - 100 % of the writers). Each unit of work is cached as JSON under ``--work`` so an
-interrupted build resumes. Writes ``kit/assets/sslhv/``: ``<method>.safetensors`` (seed 0, float16),
-``config.json`` and ``results.json``.
+interrupted build resumes. Writes ``kit/assets/sslhv/``: ``<method>.safetensors`` (seed 0, float16), the
+supervised 100 % model ``supervised.safetensors``, ``config.json`` and ``results.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kit.core import load_weights, read_json, save_weights, set_threads
+from kit.core import load_weights, read_json, save_weights, set_threads, write_json
 from kit.sslhv.config import SSLConfig, preset
 from kit.sslhv.methods import METHODS, SSLMethod
 
@@ -48,6 +48,19 @@ def load_method(name: str, folder: str | Path | None = None) -> SSLMethod:
     return load_weights(m, folder / f"{name}.safetensors", REBUILD)
 
 
+def load_supervised(folder: str | Path | None = None):
+    """The committed supervised Siamese model (the small encoder and pair head trained on 100 % of the writers,
+    seed 0): a :class:`kit.sslhv.experiment.PairModel`, float32 on the CPU, in eval mode."""
+    from kit.sslhv.encoders import build_encoder
+    from kit.sslhv.evaluation import PairHead
+    from kit.sslhv.experiment import PairModel
+
+    folder = Path(folder or ASSET_DIR)
+    arch = read_json(folder / "config.json", REBUILD)
+    enc = build_encoder(arch["encoder"], **({"width": arch["width"]} if arch["encoder"] == "resnet18" else {}))
+    return load_weights(PairModel(enc, PairHead(enc.out_features)), folder / "supervised.safetensors", REBUILD)
+
+
 def committed_results(folder: str | Path | None = None) -> dict:
     """``results.json`` of the committed build (what :func:`main` measured)."""
     return read_json(Path(folder or ASSET_DIR) / "results.json", REBUILD)
@@ -60,10 +73,6 @@ def committed_config(folder: str | Path | None = None) -> SSLConfig:
     return SSLConfig(**cfg)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_default))
-    tmp.replace(path)
 
 
 def _default(o):
@@ -82,7 +91,7 @@ def _cached(work: Path, key: str, fn, *args) -> dict:
     t0 = time.perf_counter()
     out = fn(*args)
     out["seconds"] = time.perf_counter() - t0
-    _write_json(path, out)
+    write_json(path, out, _default)
     print(f"{key}: {out.get('test', {}).get('accuracy', '')} ({out['seconds']:.0f} s)", flush=True)
     return out
 
@@ -124,10 +133,12 @@ def _method_unit(cfg: SSLConfig, data, out_dir: Path | None, head_fractions: tup
     return out
 
 
-def _supervised_unit(cfg: SSLConfig, data, fraction: float) -> dict:
+def _supervised_unit(cfg: SSLConfig, data, fraction: float, out_dir: Path | None = None) -> dict:
     from kit.sslhv.experiment import supervised
 
-    _, out = supervised(cfg, data, fraction, progress=False)
+    model, out = supervised(cfg, data, fraction, progress=False)
+    if out_dir is not None:
+        save_weights(model, out_dir / "supervised.safetensors")
     return {"test": out["test"], "val_f1": out["val_f1"], "train_seconds": out["seconds"]}
 
 
@@ -166,7 +177,7 @@ def build(seeds=(0, 1, 2), methods=METHODS, work: Path | None = None, out: Path 
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     base = preset(preset_name, steps=steps, device="cpu")
-    _write_json(out / "config.json", {k: getattr(base, k) for k in ARCH_KEYS})
+    write_json(out / "config.json", {k: getattr(base, k) for k in ARCH_KEYS})
     per_seed: dict[str, dict] = {}
     t_start = time.perf_counter()
     for seed in seeds:
@@ -176,7 +187,7 @@ def build(seeds=(0, 1, 2), methods=METHODS, work: Path | None = None, out: Path 
         units: dict[str, Any] = {"baselines": _cached(work, f"s{seed}_baselines", _baseline_unit, cfg, data)}
         for frac in (TRAIN_FRACTIONS if first else (cfg.label_fraction, 1.0)):
             units[f"supervised_{frac:g}"] = _cached(work, f"s{seed}_supervised_{frac:g}", _supervised_unit, cfg, data,
-                                                    frac)
+                                                    frac, out if first and frac == 1.0 else None)
         for name in methods:
             ft = (TRAIN_FRACTIONS if first else (cfg.label_fraction,)) if name == finetune_method else ()
             units[name] = _cached(work, f"s{seed}_{name}", _method_unit, replace(cfg, method=name), data,
@@ -185,7 +196,7 @@ def build(seeds=(0, 1, 2), methods=METHODS, work: Path | None = None, out: Path 
     report = {"config": asdict(base), "seeds": list(seeds), "methods": list(methods), "per_seed": per_seed,
               "finetune_method": finetune_method, "head_fractions": HEAD_FRACTIONS, "train_fractions": TRAIN_FRACTIONS,
               "build_seconds": time.perf_counter() - t_start, "threads": torch.get_num_threads()}
-    _write_json(out / "results.json", report)
+    write_json(out / "results.json", report, _default)
     return report
 
 

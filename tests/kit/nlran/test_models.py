@@ -364,7 +364,8 @@ def test_build_model_norm_override():
 # ----------------------------------------------------------------------------------------------------- benchmark
 
 
-def test_benchmark_quick_runs(capsys):
+def test_benchmark_quick_runs(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as `python benchmarks/nlran.py` finds timing.py
     spec = importlib.util.spec_from_file_location("bench_nlran", REPO / "benchmarks" / "nlran.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

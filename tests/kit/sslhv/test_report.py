@@ -64,20 +64,24 @@ def test_build_writes_weights_and_results_and_resumes(tmp_path):
     import kit.sslhv.assets as assets
 
     old = assets.TRAIN_FRACTIONS, assets.HEAD_FRACTIONS
-    assets.TRAIN_FRACTIONS, assets.HEAD_FRACTIONS = (0.3,), (0.3, 1.0)
+    assets.TRAIN_FRACTIONS, assets.HEAD_FRACTIONS = (0.3, 1.0), (0.3, 1.0)
     try:
         rep = build(**kw)
         cached = sorted(p.name for p in (tmp_path / "work").iterdir())
-        assert cached == ["s0_baselines.json", "s0_supervised_0.3.json", "s0_vicreg.json"]
+        assert cached == ["s0_baselines.json", "s0_supervised_0.3.json", "s0_supervised_1.json", "s0_vicreg.json"]
         again = build(**kw)  # every unit from the cache: identical numbers
     finally:
         assets.TRAIN_FRACTIONS, assets.HEAD_FRACTIONS = old
     assert again["per_seed"] == json.loads(json.dumps(rep["per_seed"]))
     m = load_method("vicreg", tmp_path / "out")
     assert m.name == "vicreg" and not m.training
+    from kit.sslhv.assets import load_supervised
+
+    sup = load_supervised(tmp_path / "out")
+    assert not sup.training and sup.head.project.out_features == 64
     assert committed_config(tmp_path / "out").steps == 4
     unit = rep["per_seed"]["0"]["vicreg"]
-    assert set(unit["label_efficiency"]) == {"0.3", "1"} and "0.3" in unit["finetuned"]
+    assert set(unit["label_efficiency"]) == {"0.3", "1"} and set(unit["finetuned"]) == {"0.3", "1"}
     with pytest.raises(FileNotFoundError, match="python -m kit.sslhv.assets"):
         load_method("vae", tmp_path / "out")
     with pytest.raises(ValueError, match="method must"):
