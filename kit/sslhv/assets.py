@@ -48,6 +48,12 @@ def load_method(name: str, folder: str | Path | None = None) -> SSLMethod:
     return load_weights(m, folder / f"{name}.safetensors", REBUILD)
 
 
+def available_methods(folder: str | Path | None = None) -> list[str]:
+    """The methods (in ``METHODS`` order) whose weights are in ``folder`` (default: the committed encoders)."""
+    folder = Path(folder or ASSET_DIR)
+    return [m for m in METHODS if (folder / f"{m}.safetensors").is_file()]
+
+
 def load_supervised(folder: str | Path | None = None):
     """The committed supervised Siamese model (the small encoder and pair head trained on 100 % of the writers,
     seed 0): a :class:`kit.sslhv.experiment.PairModel`, float32 on the CPU, in eval mode."""

@@ -73,6 +73,9 @@ def test_build_writes_weights_and_results_and_resumes(tmp_path):
     finally:
         assets.TRAIN_FRACTIONS, assets.HEAD_FRACTIONS = old
     assert again["per_seed"] == json.loads(json.dumps(rep["per_seed"]))
+    from kit.sslhv.assets import available_methods
+
+    assert available_methods(tmp_path / "out") == ["vicreg"]
     m = load_method("vicreg", tmp_path / "out")
     assert m.name == "vicreg" and not m.training
     from kit.sslhv.assets import load_supervised
