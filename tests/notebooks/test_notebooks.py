@@ -41,6 +41,9 @@ EXPECTED_KEYS = {
     "hv_vlm/01_train": {"config", "train", "committed_vs_trained"},
     "hv_vlm/02_evaluate": {"config", "rows", "examiner", "committed_study", "faithfulness"},
     "hv_vlm/03_explore": {"config", "pair", "noise_sweep"},
+    "sslhv/01_train": {"config", "pretrain", "downstream", "committed"},
+    "sslhv/02_evaluate": {"config", "table", "ordering", "rows", "label_efficiency", "finetune"},
+    "sslhv/03_explore": {"config", "embedding", "vae", "collapse"},
     "dtiil/01_train": {"config", "scorer", "tiil", "word_step_gt_mask"},
     "dtiil/02_evaluate": {"config", "rows", "val_scores", "summary", "comparison", "detection", "seconds_per_pair",
                           "worst_cases", "claims"},
@@ -118,6 +121,14 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "t2i" and path.stem == "03_explore":
         swap = metrics["word_swap"]  # prompt-to-prompt's word swap keeps the source layout better than none
         assert swap["iou_swapped"] > swap["iou_plain"]
+    if path.parent.name == "sslhv" and path.stem == "02_evaluate":
+        o = metrics["ordering"]  # the committed 3-seed table: the best frozen SSL encoder beats supervised at 10 %
+        assert o["beats_supervised_10"] and o["seeds_won"] == o["n_seeds"]
+        ft = metrics["finetune"]["here"]  # fine-tuning with the guard never falls below the frozen model
+        assert ft["fine-tuned"] >= ft["frozen"] - 0.02
+    if path.parent.name == "sslhv" and path.stem == "03_explore":
+        assert not any(v["collapsed"] for v in metrics["collapse"].values())
+        assert max(abs(v["r"]) for v in metrics["vae"].values()) > 0.4  # a VAE latent follows a true style field
     if path.parent.name == "nlran" and path.stem == "02_evaluate":
         rows = {r["model"]: r for r in metrics["comparison"]}
         assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)

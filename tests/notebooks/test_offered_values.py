@@ -40,6 +40,8 @@ RUNS = [
     ("defi/03_explore", {"fill": "biharmonic", "mask_kind": "disc"}),
     ("hv_vlm/01_train", {"label_fractions": "1.0", "steps": 4}),
     ("hv_vlm/02_evaluate", {"examiner": "none"}),
+    ("sslhv/01_train", {"method": "vae", "steps": 4, "pretrain_writers": "all"}),
+    ("sslhv/03_explore", {"map_method": "tsne"}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
@@ -84,6 +86,10 @@ EXEMPT = {
     ("hv_vlm/02_evaluate", "examiner", "paligemma"): _HUB,
     ("hv_vlm/02_evaluate", "examiner", "openai"): "sends the images to the OpenAI API (a key and the network); the "
                                                   "backend is tested against a fake server on loopback",
+    ("sslhv/01_train", "preset", "lite"): "the committed encoders' recipe (300 steps of 256 images on 640 writers, "
+                                          "`python -m kit.sslhv.assets`); the tiny preset runs the same code",
+    ("sslhv/02_evaluate", "preset", "lite"): "120 test writers instead of 18 (a few CPU minutes); the tiny preset runs "
+                                             "the same code",
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }
