@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kit.data.faces import EDIT_LABELS  # the FFSC label string of each edit (2 = unknown)
+
 __all__ = ["NODES", "LEVELS", "CHILDREN", "PARENTS", "EDIT_LABELS", "UNKNOWN", "legal_states", "is_legal",
            "hex_marginals", "graph_loss", "label_vector", "top_states", "map_states", "impossible_rate"]
 
@@ -40,16 +42,6 @@ CHILDREN = {
 }
 PARENTS = {n: tuple(p for p, cs in CHILDREN.items() if n in cs) for n in NODES}
 
-# The FFSC label string of each edit (the authors' list files): fake, age..pose | eye..skin; 2 = unknown.
-EDIT_LABELS = {
-    "real": "000000000000",
-    "age": "110000100001",
-    "smile": "101000001100",
-    "surprised": "101000101111",
-    "gender": "120110111101",
-    "identity": "120010111111",
-    "pose": "100001111111",
-}
 
 
 def label_vector(edit: str) -> np.ndarray:
