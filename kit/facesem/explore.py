@@ -15,7 +15,7 @@ from kit.data.faces import TAU, FaceIdentity, render_face
 from kit.facesem.graph import NODES, hex_marginals, is_legal, top_states
 from kit.facesem.models import FaceDetector
 
-__all__ = ["NodeView", "node_view", "strength_sweep", "lambda_trace", "protocol_matrix", "to_input"]
+__all__ = ["NodeView", "node_view", "strength_sweep", "lambda_trace", "protocol_matrix", "to_input", "violations"]
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -41,7 +41,8 @@ class NodeView:
     violations: list[str]
 
 
-def _violations(on: np.ndarray) -> list[str]:
+def violations(on: np.ndarray) -> list[str]:
+    """The graph rules a 0/1 label set [12] breaks, in words (empty for a legal set)."""
     from kit.facesem.graph import CHILDREN, PARENTS
 
     names = {NODES[i] for i in np.flatnonzero(on)}
@@ -61,7 +62,7 @@ def node_view(model: FaceDetector, image: np.ndarray, threshold: float = 0.5, k:
     g, s = hex_marginals(f)[0].numpy(), torch.sigmoid(f)[0].numpy()
     sig_on = (s >= threshold).astype(np.int64)
     return NodeView(f[0].numpy(), g, s, bool(is_legal((g >= threshold).astype(np.int64))[0]),
-                    bool(is_legal(sig_on)[0]), top_states(f, k)[0], _violations(sig_on))
+                    bool(is_legal(sig_on)[0]), top_states(f, k)[0], violations(sig_on))
 
 
 @torch.no_grad()

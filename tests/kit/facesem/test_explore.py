@@ -37,10 +37,10 @@ def test_node_view_reads_one_scores_vector_two_ways(model):
 def test_violations_name_the_broken_rule():
     on = np.zeros(12, int)
     on[[2, 6]] = 1  # expression and eye, no fake
-    assert xp._violations(on) == ["expression without fake"]
+    assert xp.violations(on) == ["expression without fake"]
     on = np.zeros(12, int)
     on[7] = 1
-    assert xp._violations(on) == ["eyebrow with no attribute"]
+    assert xp.violations(on) == ["eyebrow with no attribute"]
 
 
 def test_strength_sweep_and_traces(model):
