@@ -15,7 +15,8 @@ from kit.data.faces import TAU, FaceIdentity, render_face
 from kit.facesem.graph import NODES, hex_marginals, is_legal, top_states
 from kit.facesem.models import FaceDetector
 
-__all__ = ["NodeView", "node_view", "strength_sweep", "lambda_trace", "protocol_matrix", "to_input", "violations"]
+__all__ = ["NodeView", "node_view", "strength_sweep", "lambda_trace", "protocol_matrix", "to_input", "violations",
+           "gradcam"]
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -104,3 +105,43 @@ def protocol_matrix(rows: Sequence[Mapping[str, object]], value: str = "auc") ->
                 vals[i, j] = np.mean(xs)
                 std[i, j] = np.std(xs, ddof=1) if len(xs) > 1 else 0.0
     return {"modes": modes, "protocols": protocols, "values": vals, "std": std}
+
+
+def gradcam(model: FaceDetector, mode: str, image: np.ndarray, node: int = 0,
+            layer: torch.nn.Module | None = None) -> np.ndarray:
+    """Grad-CAM (arXiv:1610.02391) float32 [S, S] in [0, 1] of one uint8 RGB face [S, S, 3]: the channel-weighted,
+    rectified activations of ``layer`` (default: the small CNN's last block), weights = the spatial mean of the
+    gradient of the target: node ``node``'s graph marginal ("so"), its logit ("sigmoid", "binary": node 0), or
+    P(fake) = 1 - P(real) ("multiclass"); bilinearly up-sampled to the image, divided by its maximum."""
+    import torch.nn.functional as F
+
+    layer = layer if layer is not None else getattr(model.backbone, "features", None)
+    if layer is None:
+        raise ValueError("this backbone has no default layer for Grad-CAM: pass layer= (a module of the backbone)")
+    if not 0 <= node < len(NODES):
+        raise ValueError(f"node must be in [0, {len(NODES)}), got {node}")
+    store = {}
+    hook = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    was = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            f = model(to_input(image).to(next(model.parameters()).device))
+            if mode == "so":
+                target = hex_marginals(f)[0, node]
+            elif mode in ("sigmoid", "binary"):
+                target = f[0, node if mode == "sigmoid" else 0]
+            elif mode == "multiclass":
+                target = 1 - torch.softmax(f, 1)[0, 0]
+            else:
+                raise ValueError(f"unknown mode {mode!r}")
+            a = store["a"]
+            g = torch.autograd.grad(target, a)[0]
+    finally:
+        hook.remove()
+        model.train(was)
+    cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
+    size = np.asarray(image).shape[:2]
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+    top = float(cam.max())
+    return (cam / top if top > 0 else cam).astype(np.float32)

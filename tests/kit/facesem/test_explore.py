@@ -60,3 +60,20 @@ def test_strength_sweep_and_traces(model):
     assert pm["std"][0, 0] == pytest.approx(np.std([0.8, 0.6], ddof=1)) and pm["std"][1, 0] == 0.0
     with pytest.raises(ValueError, match="uint8 RGB"):
         xp.to_input(np.zeros((4, 4), np.uint8))
+
+
+def test_gradcam_weights_the_last_block_by_the_targets_gradient(model):
+    face = render_face(random_identity(np.random.default_rng(2)))
+    cam = xp.gradcam(model, "so", face, node=0)
+    assert cam.shape == (48, 48) and cam.dtype == np.float32 and 0 <= cam.min() and cam.max() <= 1
+    # the same map, computed without hooks: activations of the feature block, gradient of the fake marginal
+    x = xp.to_input(face)
+    a = model.backbone.features(x).detach().requires_grad_(True)
+    target = hex_marginals(model.head(model.dropout(a.mean(dim=(2, 3)))))[0, 0]
+    g = torch.autograd.grad(target, a)[0]
+    ref = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
+    ref = torch.nn.functional.interpolate(ref, size=(48, 48), mode="bilinear", align_corners=False)[0, 0]
+    ref = (ref / ref.max()).detach().numpy() if float(ref.max()) > 0 else ref.detach().numpy()
+    np.testing.assert_allclose(cam, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="node must be"):
+        xp.gradcam(model, "so", face, node=12)
