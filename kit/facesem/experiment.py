@@ -210,13 +210,11 @@ def fake_scores(scores: torch.Tensor, mode: str) -> np.ndarray:
 def evaluate(model: FaceDetector, mode: str, faces: FaceSet) -> dict[str, Any]:
     """{"auc", "acc" (at 0.5), "n"} of P(fake) on ``faces``; for the 12-node modes also "impossible_rate" (label sets
     thresholded at 0.5 that break the graph) and, for "so", "map_impossible_rate" (of its MAP legal states: 0)."""
-    from sklearn.metrics import roc_auc_score
+    from kit.facesem.metrics import image_metrics
 
     s = _scores(model, faces)
     p = fake_scores(s, mode)
-    y = faces.is_fake
-    out: dict[str, Any] = {"auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
-                           "acc": float(((p >= 0.5) == y).mean()), "n": int(len(y))}
+    out: dict[str, Any] = {**image_metrics(p, faces.is_fake), "n": int(len(p))}
     if mode in ("so", "sigmoid"):
         probs = hex_marginals(s) if mode == "so" else torch.sigmoid(s)
         out["impossible_rate"] = impossible_rate(probs)
