@@ -50,6 +50,9 @@ KEY_FIGURES = {
     "sslhv/01_train": "loss_terms",
     "sslhv/02_evaluate": "label_efficiency",
     "sslhv/03_explore": "embedding_map",
+    "facesem/01_train": "training",
+    "facesem/02_evaluate": "protocols",
+    "facesem/03_explore": "threshold",
 }
 
 
@@ -247,6 +250,15 @@ def _sslhv(m: dict[str, dict]) -> str:
             f"on the same labels and {o['supervised_100']:.2f} with every label (committed 3-seed table).")
 
 
+def _facesem(m: dict[str, dict]) -> str:
+    t = m["02_evaluate"]["table"]
+    auc = dict(zip(t["modes"], t["auc"]))
+    imp = dict(zip(m["02_evaluate"]["impossible"]["modes"], m["02_evaluate"]["impossible"]["rate"]))
+    return (f"On procedural faces of unseen people the label-graph detector reaches AUC {auc['so'][0]:.2f} (binary "
+            f"{auc['binary'][0]:.2f}, multi-class {auc['multiclass'][0]:.2f}), and its label sets break the graph "
+            f"{imp['so'][0]:.0%} of the time against {imp['sigmoid'][0]:.0%} for independent sigmoids.")
+
+
 def _start(m: dict[str, dict]) -> str:
     return (f"A small digits classifier trained by kit.core.fit reaches {_pct(m['00_start_here']['digits_test_accuracy'])}"
             " test accuracy.")
@@ -255,7 +267,8 @@ def _start(m: dict[str, dict]) -> str:
 # series key -> (metrics by notebook stem) -> sentence; a KeyError means the notebook did not record it
 HEADLINES: dict[str, Callable[[dict[str, dict]], str]] = {
     "": _start, "trajectory": _trajectory, "rld": _rld, "t2i": _t2i, "nlran": _nlran, "multiedits": _multiedits,
-    "dtiil": _dtiil, "defi": _defi, "hv_vlm": _hv_vlm, "sslhv": _sslhv}
+    "dtiil": _dtiil, "defi": _defi, "hv_vlm": _hv_vlm, "sslhv": _sslhv,
+    "facesem": _facesem}
 
 
 def headline(series: str, entries: list[DemoEntry]) -> str:

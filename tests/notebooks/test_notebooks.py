@@ -44,6 +44,9 @@ EXPECTED_KEYS = {
     "sslhv/01_train": {"config", "pretrain", "downstream", "committed"},
     "sslhv/02_evaluate": {"config", "table", "ordering", "rows", "label_efficiency", "finetune"},
     "sslhv/03_explore": {"config", "embedding", "vae", "collapse"},
+    "facesem/01_train": {"config", "train", "test", "committed"},
+    "facesem/02_evaluate": {"config", "table", "impossible", "rows", "gradcam"},
+    "facesem/03_explore": {"config", "node_view", "threshold", "lambdas"},
     "dtiil/01_train": {"config", "scorer", "tiil", "word_step_gt_mask"},
     "dtiil/02_evaluate": {"config", "rows", "val_scores", "summary", "comparison", "detection", "seconds_per_pair",
                           "worst_cases", "claims"},
@@ -129,6 +132,14 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "sslhv" and path.stem == "03_explore":
         assert not any(v["collapsed"] for v in metrics["collapse"].values())
         assert max(abs(v["r"]) for v in metrics["vae"].values()) > 0.4  # a VAE latent follows a true style field
+    if path.parent.name == "facesem" and path.stem == "02_evaluate":
+        imp = dict(zip(metrics["impossible"]["modes"], metrics["impossible"]["rate"]))
+        assert imp["so"][0] < imp["sigmoid"][0]  # the graph's label sets break it less often than free sigmoids
+        assert all(r["map_impossible_rate"] == 0.0 for r in metrics["rows"] if r["mode"] == "so")
+        assert metrics["gradcam"]["lower_over_upper"]["smile"] > 1.2  # a smile's evidence sits in the lower face
+    if path.parent.name == "facesem" and path.stem == "03_explore":
+        p = metrics["threshold"]["age"]["p_fake"]  # P(fake) rises with the edit's strength across tau
+        assert p[-1] > 0.5 > p[0]
     if path.parent.name == "nlran" and path.stem == "02_evaluate":
         rows = {r["model"]: r for r in metrics["comparison"]}
         assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)

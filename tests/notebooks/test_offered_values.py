@@ -42,6 +42,9 @@ RUNS = [
     ("hv_vlm/02_evaluate", {"examiner": "none"}),
     ("sslhv/01_train", {"method": "vae", "steps": 4, "pretrain_writers": "all"}),
     ("sslhv/03_explore", {"map_method": "tsne"}),
+    ("facesem/01_train", {"mode": "binary", "protocol": "protocol2", "steps": 4}),
+    ("facesem/01_train", {"mode": "multiclass", "protocol": "protocol1", "steps": 4}),
+    ("facesem/01_train", {"mode": "sigmoid", "steps": 4}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
@@ -90,6 +93,10 @@ EXEMPT = {
                                           "`python -m kit.sslhv.assets`); the tiny preset runs the same code",
     ("sslhv/02_evaluate", "preset", "lite"): "120 test writers instead of 18 (a few CPU minutes); the tiny preset runs "
                                              "the same code",
+    ("facesem/01_train", "preset", "lite"): "the committed detectors' recipe (3000 faces, 400 steps, `python -m "
+                                            "kit.facesem.assets`); the tiny preset runs the same code",
+    ("facesem/02_evaluate", "preset", "lite"): "1000 test faces per protocol instead of 300; the tiny preset runs the "
+                                               "same code",
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }
