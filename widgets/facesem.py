@@ -7,7 +7,6 @@ Auto-lambda's level weights during training (:class:`LambdaTrace`) and the proto
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from kit.facesem.explore import NodeView
 from kit.facesem.graph import CHILDREN, LEVELS, NODES, UNKNOWN
 from kit.facesem.models import MODES
 from widgets.common import LiveCurve
-from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, setup_plotly
+from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, png_bytes, setup_plotly
 
 setup_plotly()
 
@@ -38,13 +37,6 @@ _GOOD = "#2ca02c"
 _MARGIN = dict(l=50, r=20, t=40, b=40)
 
 
-def _png(image: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 RGB image [H, W, 3]."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _node_xy() -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +161,7 @@ class LabelDAG(Displayable):
             self.figure.data[1].marker.line.color = [TRUTH_STYLE[t][0] for t in truth]
             self.figure.data[1].marker.line.width = [TRUTH_STYLE[t][1] for t in truth]
             self.figure.layout.title.text = (f"face {i}: {self.toggle.value} (bold: P >= {self.threshold:g})")
-        self.image.value = _png(self.faces.images[i])
+        self.image.value = png_bytes(self.faces.images[i])
         self.readout.value = self._readout_html(i, v, on)
         rows = "".join(f"<li>{html.escape(_set_text(nodes))}: <b>{q:.3f}</b></li>" for nodes, q in v.top)
         self.top.value = f"<b>top-{len(v.top)} legal label sets</b> (the graph's P)<ol>{rows}</ol>"

@@ -8,7 +8,6 @@ reconstructions, latent traversals and style correlation (:class:`VAEExplorer`),
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ from kit.sslhv.explore import EmbeddingView
 from kit.sslhv.methods import METHODS
 from kit.verification.pairs import PairData
 from widgets.common import LiveCurve
-from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, setup_plotly, to_uint8
+from widgets.viz import Displayable, FigureWidget, image_axes, image_trace, png_bytes, setup_plotly, to_uint8
 
 setup_plotly()
 
@@ -44,13 +43,6 @@ _ALARM = "#d62728"
 _HEALTHY = "#2ca02c"
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 image [H, W] (grey) or [H, W, 3]."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _ink_to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:

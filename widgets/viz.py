@@ -304,6 +304,17 @@ class Displayable:
         display(self.widget)
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 image [H, W] (grey) or [H, W, 3] (RGB), e.g. for an ``ipywidgets.Image``."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def image_trace(img: np.ndarray, s: int = 1) -> go.Image | go.Heatmap:
     """Returns a go.Image for RGB uint8 [H, W, 3] or a grey go.Heatmap for [H, W]; pixels are s units wide."""
     geom = dict(x0=(s - 1) / 2, y0=(s - 1) / 2, dx=s, dy=s)

@@ -3,7 +3,7 @@
 procedural faces with graded semantic edits (kit.data.faces), FFSC's published lists with kit.data.ffsc."""
 
 __status__ = ("in progress: the offline series runs (table, widgets, notebooks); the FFSC training path of the full "
-              "preset and the authors' augmentation set are not wired")
+              "preset is not wired")
 
 from kit.facesem.assets import committed_results, load_detector
 from kit.facesem.autolambda import AutoLambda

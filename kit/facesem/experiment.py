@@ -53,6 +53,7 @@ class FaceConfig:
     lambda_init: float = 1.0  # the authors' README
     lambda_lr: float = 1e-2  # [PROPOSED for a short CPU run; the authors: 1e-3 (Xception), 1e-4 (ViT)]
     eval_every: int = 100
+    augment: float = 0.0  # probability of one of the authors' degradations per training face (theirs: 0.3)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,6 +67,8 @@ class FaceConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.lr <= 0 or self.lambda_lr <= 0:
             raise ValueError("steps must be >= 0 and the learning rates > 0")
+        if not 0.0 <= self.augment <= 1.0:
+            raise ValueError(f"augment must be a probability in [0, 1], got {self.augment}")
 
 
 PRESETS = {
@@ -73,7 +76,7 @@ PRESETS = {
              "eval_every": 30},
     "lite": {},
     "full": {"backbone": "xception", "pretrained": True, "size": 299, "batch_size": 32, "lr": 1e-4,
-             "lambda_lr": 1e-3, "steps": 20_000, "eval_every": 1000},
+             "lambda_lr": 1e-3, "steps": 20_000, "eval_every": 1000, "augment": 0.3},
 }
 
 
@@ -107,16 +110,26 @@ def method_classes(faces: FaceSet, methods: Sequence[str] | None = None) -> tupl
 
 
 class _Batches:
-    """``batch(step)`` -> (x float [B, 3, S, S], labels [B, 12], class [B]) drawn uniformly (a seeded generator)."""
+    """``batch(step)`` -> (x float [B, 3, S, S], labels [B, 12], class [B]) drawn uniformly (a seeded generator);
+    each face degraded by :func:`kit.facesem.augment.augment` with probability ``augment``."""
 
-    def __init__(self, faces: FaceSet, classes: np.ndarray, batch_size: int, seed: int) -> None:
+    def __init__(self, faces: FaceSet, classes: np.ndarray, batch_size: int, seed: int, augment: float = 0.0) -> None:
+        self.images = faces.images
         self.x = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
         self.y, self.c = torch.from_numpy(faces.labels), torch.from_numpy(classes)
         self.batch_size, self.g = batch_size, torch.Generator().manual_seed(seed)
+        self.augment, self.rng = float(augment), np.random.default_rng(seed)
 
     def __call__(self, step: int = 0):
         i = torch.randint(len(self.x), (self.batch_size,), generator=self.g)
-        return self.x[i].float() / 255.0, self.y[i], self.c[i]
+        if self.augment > 0:
+            from kit.facesem.augment import augment
+
+            imgs = np.stack([augment(self.images[k], self.rng, self.augment) for k in i.tolist()])
+            x = torch.from_numpy(imgs).permute(0, 3, 1, 2)
+        else:
+            x = self.x[i]
+        return x.float() / 255.0, self.y[i], self.c[i]
 
 
 def _level_losses(model: FaceDetector, mode: str, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -150,8 +163,8 @@ def train(cfg: FaceConfig, data: dict[str, FaceSet] | None = None, run: RunDir |
     classes, methods = method_classes(data["train"])
     model = build_detector(cfg.mode, cfg.backbone, len(methods), cfg.pretrained)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    batches = _Batches(data["train"], classes, cfg.batch_size, cfg.seed)
-    second = _Batches(data["train"], classes, cfg.batch_size, cfg.seed + 1)
+    batches = _Batches(data["train"], classes, cfg.batch_size, cfg.seed, cfg.augment)
+    second = _Batches(data["train"], classes, cfg.batch_size, cfg.seed + 1, cfg.augment)
     auto = AutoLambda(model, 3, cfg.lambda_init, cfg.lambda_lr) if cfg.mode == "so" else None
     device = pick_device(cfg.device)
 

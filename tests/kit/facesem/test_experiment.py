@@ -83,3 +83,16 @@ def test_models_and_bad_config():
 def test_full_backbones_build_offline():
     x = build_detector("so", "clip_vit_b32")
     assert x(torch.rand(1, 3, 224, 224)).shape == (1, 12)
+
+
+def test_augmented_batches_degrade_some_faces_and_train():
+    d = ex.make_data(cfg_())
+    classes, _ = ex.method_classes(d["train"])
+    plain = ex._Batches(d["train"], classes, 64, seed=3)(0)[0]
+    aug = ex._Batches(d["train"], classes, 64, seed=3, augment=1.0)(0)[0]
+    changed = [not torch.equal(a, b) for a, b in zip(plain, aug)]
+    assert sum(changed) >= 48  # every face degraded (a JPEG at 90 may leave a rare face as it was)
+    r = ex.train(cfg_(augment=0.3), d, progress=False)
+    assert 0 <= ex.evaluate(r.model, "so", d["test"])["auc"] <= 1
+    with pytest.raises(ValueError, match="augment"):
+        ex.preset("tiny", augment=1.5)
