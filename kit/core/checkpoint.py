@@ -88,9 +88,19 @@ def save_model(model: torch.nn.Module, arch: dict[str, Any], folder: str | os.Pa
     return path
 
 
-def write_json(path: str | os.PathLike, obj: Any, default: Any = None) -> Path:
+def _numpy_json(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def write_json(path: str | os.PathLike, obj: Any, default: Any = _numpy_json) -> Path:
     """Return ``path`` after writing ``obj`` as indented JSON to a temp file beside it, then renaming it
-    (``default``: json's converter for other objects)."""
+    (``default``: json's converter for other objects; numpy scalars and arrays by default)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kit.core import load_weights, read_json, save_weights, set_threads, write_json
@@ -84,21 +83,14 @@ def build(seeds=(0, 1, 2), protocols=PROTOCOLS, modes=MODES, work: Path | None =
                 t = time.perf_counter()
                 row = _unit(replace(cfg, mode=mode), data, keep)
                 row["seconds"] = time.perf_counter() - t
-                write_json(path, row, _default)
+                write_json(path, row)
                 rows.append(row)
                 print(f"seed {seed} {protocol} {mode}: AUC {row['auc']:.3f} ({row['seconds']:.0f} s)", flush=True)
     report = {"config": asdict(base), "seeds": list(seeds), "protocols": list(protocols), "modes": list(modes),
               "rows": rows, "build_seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
-    write_json(out / "results.json", report, _default)
+    write_json(out / "results.json", report)
     return report
 
-
-def _default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,13 +81,6 @@ def committed_config(folder: str | Path | None = None) -> SSLConfig:
 
 
 
-def _default(o):
-    if isinstance(o, (np.generic,)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
 
 def _cached(work: Path, key: str, fn, *args) -> dict:
     """``fn(*args)``, or what it returned when a build before this one ran it (``work/key.json``)."""
@@ -97,7 +90,7 @@ def _cached(work: Path, key: str, fn, *args) -> dict:
     t0 = time.perf_counter()
     out = fn(*args)
     out["seconds"] = time.perf_counter() - t0
-    write_json(path, out, _default)
+    write_json(path, out)
     print(f"{key}: {out.get('test', {}).get('accuracy', '')} ({out['seconds']:.0f} s)", flush=True)
     return out
 
@@ -202,7 +195,7 @@ def build(seeds=(0, 1, 2), methods=METHODS, work: Path | None = None, out: Path 
     report = {"config": asdict(base), "seeds": list(seeds), "methods": list(methods), "per_seed": per_seed,
               "finetune_method": finetune_method, "head_fractions": HEAD_FRACTIONS, "train_fractions": TRAIN_FRACTIONS,
               "build_seconds": time.perf_counter() - t_start, "threads": torch.get_num_threads()}
-    write_json(out / "results.json", report, _default)
+    write_json(out / "results.json", report)
     return report
 
 
