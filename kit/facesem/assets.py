@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from kit.core import load_weights, read_json, save_weights, set_threads, write_json
-from kit.facesem.experiment import PROTOCOLS, FaceConfig, evaluate, make_data, method_classes, preset, train
+from kit.facesem.experiment import PROTOCOLS, FaceConfig, evaluate, make_data, preset, train
 from kit.facesem.models import MODES, FaceDetector, build_detector
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "facesem"
@@ -29,14 +29,44 @@ REBUILD = "python -m kit.facesem.assets"
 
 
 def load_detector(mode: str, folder: str | Path | None = None) -> FaceDetector:
-    """The committed in-distribution detector of ``mode`` (float32, CPU, eval mode); FileNotFoundError names the
-    rebuild command when it is missing."""
+    """The detector of ``mode`` saved in ``folder`` by :func:`save_detector` (default: the committed in-distribution
+    detectors), float32, CPU, eval mode; FileNotFoundError names what is missing (and, for the committed ones, the
+    rebuild command)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    rebuild = REBUILD if folder is None else f"{REBUILD} --out <folder>` or `notebooks/facesem/01_train.ipynb" \
+        " (it saves <output_dir>/detector)"
     folder = Path(folder or ASSET_DIR)
-    arch = read_json(folder / "config.json", REBUILD)
+    arch = read_json(folder / "config.json", rebuild)
     model = build_detector(mode, arch["backbone"], len(arch["methods"]))
-    return load_weights(model, folder / f"{mode}.safetensors", REBUILD)
+    return load_weights(model, folder / f"{mode}.safetensors", rebuild)
+
+
+def detector_config(folder: str | Path | None = None) -> dict:
+    """``config.json`` of a detector folder (default: the committed one): backbone, input size, methods."""
+    return read_json(Path(folder or ASSET_DIR) / "config.json", REBUILD if folder is None else "")
+
+
+def saved_modes(folder: str | Path | None = None) -> list[str]:
+    """The modes (in ``MODES`` order) whose weights a detector folder holds (default: the committed one)."""
+    folder = Path(folder or ASSET_DIR)
+    return [m for m in MODES if (folder / f"{m}.safetensors").is_file()]
+
+
+def save_detector(model: FaceDetector, mode: str, cfg: FaceConfig, methods: list[str], folder: str | Path) -> Path:
+    """Write ``model`` as ``folder/<mode>.safetensors`` (float16) beside ``folder/config.json`` (backbone, input size,
+    the multi-class methods): what :func:`load_detector` and the notebooks' ``checkpoint=`` read. Detectors of
+    other modes may share the folder; one of another backbone may not (ValueError)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arch = {"backbone": cfg.backbone, "size": cfg.size, "methods": list(methods)}
+    if (folder / "config.json").is_file():
+        old = read_json(folder / "config.json")
+        if (old.get("backbone"), old.get("methods")) != (arch["backbone"], arch["methods"]):
+            raise ValueError(f"{folder} holds detectors of backbone {old.get('backbone')!r} and methods "
+                             f"{old.get('methods')}; save this {cfg.backbone!r} one in another folder")
+    write_json(folder / "config.json", arch)
+    return save_weights(model, folder / f"{mode}.safetensors")
 
 
 def committed_results(folder: str | Path | None = None) -> dict:
@@ -47,7 +77,7 @@ def committed_results(folder: str | Path | None = None) -> dict:
 def _unit(cfg: FaceConfig, data, out_dir: Path | None) -> dict:
     res = train(cfg, data, progress=False)
     if out_dir is not None:
-        save_weights(res.model, out_dir / f"{cfg.mode}.safetensors")
+        save_detector(res.model, cfg.mode, cfg, res.methods, out_dir)
         res.model = load_detector(cfg.mode, out_dir)  # evaluate what is committed: the float16 weights
     ev = evaluate(res.model, cfg.mode, data["test"])
     hist = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history]
@@ -76,9 +106,6 @@ def build(seeds=(0, 1, 2), protocols=PROTOCOLS, modes=MODES, work: Path | None =
                     continue
                 if data is None:
                     data = make_data(cfg)
-                    if seed == seeds[0] and protocol == "in_distribution":
-                        write_json(out / "config.json", {"backbone": cfg.backbone, "size": cfg.size,
-                                                         "methods": method_classes(data["train"])[1]})
                 keep = out if seed == seeds[0] and protocol == "in_distribution" else None
                 t = time.perf_counter()
                 row = _unit(replace(cfg, mode=mode), data, keep)

@@ -16,7 +16,7 @@ from kit.facesem.graph import NODES, hex_marginals, is_legal, top_states
 from kit.facesem.models import FaceDetector
 
 __all__ = ["NodeView", "node_view", "strength_sweep", "lambda_trace", "protocol_matrix", "to_input", "violations",
-           "gradcam"]
+           "gradcam", "lower_upper"]
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -110,12 +110,13 @@ def protocol_matrix(rows: Sequence[Mapping[str, object]], value: str = "auc") ->
 def gradcam(model: FaceDetector, mode: str, image: np.ndarray, node: int = 0,
             layer: torch.nn.Module | None = None) -> np.ndarray:
     """Grad-CAM (arXiv:1610.02391) float32 [S, S] in [0, 1] of one uint8 RGB face [S, S, 3]: the channel-weighted,
-    rectified activations of ``layer`` (default: the small CNN's last block), weights = the spatial mean of the
+    rectified activations of ``layer`` (default: the backbone's ``cam_layer``: the small CNN's last block, Xception's
+    last activation), weights = the spatial mean of the
     gradient of the target: node ``node``'s graph marginal ("so"), its logit ("sigmoid", "binary": node 0), or
     P(fake) = 1 - P(real) ("multiclass"); bilinearly up-sampled to the image, divided by its maximum."""
     import torch.nn.functional as F
 
-    layer = layer if layer is not None else getattr(model.backbone, "features", None)
+    layer = layer if layer is not None else getattr(model.backbone, "cam_layer", None)
     if layer is None:
         raise ValueError("this backbone has no default layer for Grad-CAM: pass layer= (a module of the backbone)")
     if not 0 <= node < len(NODES):
@@ -145,3 +146,13 @@ def gradcam(model: FaceDetector, mode: str, image: np.ndarray, node: int = 0,
     cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
     top = float(cam.max())
     return (cam / top if top > 0 else cam).astype(np.float32)
+
+
+def lower_upper(cam: np.ndarray) -> float:
+    """A Grad-CAM map's mean over the lower face (rows from 7/12 of the height: mouth and chin) over its mean over the
+    upper half (brows, eyes, forehead): > 1 when the evidence sits low."""
+    cam = np.asarray(cam, float)
+    if cam.ndim != 2 or cam.shape[0] < 4:
+        raise ValueError(f"cam must be a 2-D map of at least 4 rows, got shape {cam.shape}")
+    h = cam.shape[0]
+    return float(cam[round(h * 7 / 12):].mean() / max(cam[:h // 2].mean(), 1e-6))

@@ -46,6 +46,11 @@ class SmallFaceCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer Grad-CAM reads by default: the last convolutional block."""
+        return self.features
+
 
 class _Xception(nn.Module):
     def __init__(self, pretrained: bool) -> None:
@@ -57,6 +62,11 @@ class _Xception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - 0.5) / 0.5)  # the authors normalise with mean = std = 0.5
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer Grad-CAM reads by default: the last activation before pooling (10 x 10 at 299 pixels)."""
+        return self.net.act4
 
 
 class _ClipVisual(nn.Module):

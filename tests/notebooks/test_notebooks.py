@@ -171,3 +171,26 @@ def check_peak(name: str, peak_mb: float) -> None:
 def test_unknown_parameter_is_rejected_before_running():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['stpes'\].*valid parameters: \[.*'max_steps'"):
         check_parameters(ROOT / "notebooks" / "00_start_here.ipynb", {"stpes": 3})
+
+
+@pytest.mark.notebook
+def test_facesem_notebooks_run_on_an_ffsc_folder(tmp_path):
+    """01 trains on FFSC's published layout (data_dir=) and saves its detector; 02 tests that checkpoint on the
+    folder's lists per protocol, per method and per video (the layout written by kit.data.ffsc.export_ffsc)."""
+    from kit.data.ffsc import export_ffsc
+
+    root = export_ffsc(tmp_path / "ffsc", n_train=160, n_val=48, n_test=96)
+    out1, out2 = tmp_path / "01", tmp_path / "02"
+    execute_notebook(ROOT / "notebooks" / "facesem" / "01_train.ipynb",
+                     {"data_dir": str(root), "steps": 6, "protocol": "protocol1"}, out1, timeout=600)
+    m1 = json.loads((out1 / "metrics.json").read_text())
+    assert m1["config"]["data_dir"] == str(root) and set(m1["test"]["per_method"]) <= {
+        "FNeVR", "HFGI-age", "HFGI-smile", "InfoSwap", "StyleCLIP-gender"}
+    assert (out1 / "detector" / "so.safetensors").is_file()
+    execute_notebook(ROOT / "notebooks" / "facesem" / "02_evaluate.ipynb",
+                     {"data_dir": str(root), "checkpoint": str(out1 / "detector")}, out2, timeout=600)
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert {(r["protocol"], r["mode"]) for r in m2["rows"]} == {(p, "so") for p in
+                                                                 ("in_distribution", "protocol1", "protocol2")}
+    assert all(0 <= r["video_auc"] <= 1 and r["n_videos"] < r["n"] for r in m2["rows"])
+    assert set(m2["gradcam"]["lower_over_upper"]) <= {"age", "expression", "gender", "identity", "pose"}

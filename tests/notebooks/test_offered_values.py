@@ -53,6 +53,7 @@ _REAL_DATA = ("a real data set's layout: reads its files under data_dir, which t
 _HUB = "a hub id: downloads weights, which tests never do (the same path is tested with a tiny saved model)"
 EXEMPT = {
     ("*", "preset", "full"): _GPU,
+    ("*", "preset", "full_vit"): _GPU,
     ("*", "pretrained", "full"): _GPU,
     ("*", "pretrained", "google/ddpm-cifar10-32"): _HUB,
     ("*", "pretrained", "stable-diffusion-v1-5/stable-diffusion-v1-5"): _HUB,
