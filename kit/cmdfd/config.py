@@ -6,7 +6,7 @@ Training fakes (``train_kinds``): ``("real", "swap", "shift")`` (sync-breaking f
 ``("real", "shift")`` (spec section 5's configuration A: a pure sync cue). Lip-sync and talking-head fakes are
 never in training: they are the unseen "CMDFD-like" types of the test set.
 
-Presets: ``"tiny"`` (CI: 160 training clips, 2 epochs), ``"lite"`` (the committed ablation: 500 clips, 6 epochs,
+Presets: ``"tiny"`` (CI: 300 training clips, 4 epochs), ``"lite"`` (the committed ablation: 500 clips, 6 epochs,
 spec section 5's prototype), ``"full"`` (TalkNet and the deep_avsr teachers on FakeAVCeleb / CMDFD under
 ``data_dir``: Adam 1e-5, StepLR 0.95 per epoch, as the authors' train.py; a GPU).
 """
@@ -98,7 +98,7 @@ class CMDFDConfig:
 
 
 PRESETS = {
-    "tiny": {"n_train": 160, "n_val": 40, "n_test": 160, "n_teacher": 80, "epochs": 2, "teacher_epochs": 4},
+    "tiny": {"n_train": 300, "n_val": 60, "n_test": 200, "n_teacher": 150, "epochs": 4, "teacher_epochs": 6},
     "lite": {},
     "full": {"arch": "full", "size": 112, "lr": 1e-5, "lr_decay": 0.95, "epochs": 100, "batch_size": 4,
              "num_workers": 8, "seed": PAPER_SEED},

@@ -47,6 +47,9 @@ EXPECTED_KEYS = {
     "facesem/01_train": {"config", "train", "test", "committed"},
     "facesem/02_evaluate": {"config", "table", "impossible", "rows", "gradcam"},
     "facesem/03_explore": {"config", "node_view", "threshold", "lambdas"},
+    "cmdfd/01_train": {"config", "teachers", "train", "test", "committed"},
+    "cmdfd/02_evaluate": {"config", "table", "unseen_gain", "correlation_readout", "rows", "paper"},
+    "cmdfd/03_explore": {"config", "clip", "offset"},
     "dtiil/01_train": {"config", "scorer", "tiil", "word_step_gt_mask"},
     "dtiil/02_evaluate": {"config", "rows", "val_scores", "summary", "comparison", "detection", "seconds_per_pair",
                           "worst_cases", "claims"},
@@ -140,6 +143,18 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "facesem" and path.stem == "03_explore":
         p = metrics["threshold"]["age"]["p_fake"]  # P(fake) rises with the edit's strength across tau
         assert p[-1] > 0.5 > p[0]
+    if path.parent.name == "cmdfd" and path.stem == "01_train":
+        t = metrics["teachers"]  # the viseme teachers agree on real clips and disagree on every fake kind
+        assert t["frame_accuracy"]["audio"] > 0.7 and all(t["mean_r"]["real"] > v for k, v in t["mean_r"].items()
+                                                          if k != "real")
+    if path.parent.name == "cmdfd" and path.stem == "02_evaluate":
+        read = {(r["training fakes"], r["loss"], r["fake kind"]): r["AUC of 1 - mean c"]
+                for r in metrics["correlation_readout"]}  # distillation puts lip-sync evidence into c; CE alone does not
+        assert read[("swap_shift", "ce_cd_jc", "lipsync")] > read[("swap_shift", "ce", "lipsync")] + 0.2
+    if path.parent.name == "cmdfd" and path.stem == "03_explore":
+        o = metrics["offset"]  # the teachers' ridge follows the audio offset exactly; an 8-frame offset reads as fake
+        assert all(int(k) == v for k, v in o["teacher_ridge_at"].items()) and o["best_offset_r"] == 0
+        assert o["p_fake_at_8"] > 0.5 > o["p_fake_at_0"]
     if path.parent.name == "nlran" and path.stem == "02_evaluate":
         rows = {r["model"]: r for r in metrics["comparison"]}
         assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)

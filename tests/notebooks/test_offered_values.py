@@ -45,6 +45,12 @@ RUNS = [
     ("facesem/01_train", {"mode": "binary", "protocol": "protocol2", "steps": 4}),
     ("facesem/01_train", {"mode": "multiclass", "protocol": "protocol1", "steps": 4}),
     ("facesem/01_train", {"mode": "sigmoid", "steps": 4}),
+    ("cmdfd/01_train", {"loss": "ce", "train_config": "shift_only", "kind": "js", "epochs": 1}),
+    ("cmdfd/01_train", {"loss": "ce_cd", "epochs": 1}),
+    ("cmdfd/03_explore", {"loss": "ce", "clip_kind": "shift", "offset": 4}),
+    ("cmdfd/03_explore", {"loss": "ce_cd", "clip_kind": "real"}),
+    ("cmdfd/03_explore", {"clip_kind": "swap"}),
+    ("cmdfd/03_explore", {"clip_kind": "talking_head"}),
 ]
 
 _GPU = "the paper's setting: needs a GPU and the real dataset (smoke-tested on a GPU by tools/, loaders on fixtures)"
@@ -98,6 +104,9 @@ EXEMPT = {
                                             "kit.facesem.assets`); the tiny preset runs the same code",
     ("facesem/02_evaluate", "preset", "lite"): "1000 test faces per protocol instead of 300; the tiny preset runs the "
                                                "same code",
+    ("cmdfd/01_train", "preset", "lite"): "the committed students' recipe (500 clips, 6 epochs, `python -m "
+                                          "kit.cmdfd.assets`); the tiny preset runs the same code",
+    ("cmdfd/02_evaluate", "preset", "lite"): "500 fresh test clips instead of 160; the tiny preset runs the same code",
     ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
                                              "(t2i/03 runs it); the t2i presets are reworked by issue 20",
 }
