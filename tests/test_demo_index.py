@@ -56,7 +56,8 @@ def _rows():
 
 
 METRICS = {
-    "trajectory/02_evaluate": {"errors": _rows(), "gits_wins": {"kde": {"cells": 38, "vs_best_fixed_schedule": 7}}},
+    "trajectory/02_evaluate": {"errors": _rows(), "gits_claims": {"kde": {"cells": 14, "wins_vs_recommended": 9,
+                                                                        "wins_vs_best_fixed": 0}}},
     "rld/02_evaluate": {"accuracy": [{"method": m, "seeds": 3, "best_mean": a} for m, a in
                                      (("ce", 0.93), ("kd", 0.95), ("dkd", 0.964), ("rld", 0.965))],
                         "sweep_summary": [{"teacher_error": 0.45, "rld_minus_dkd": 0.18, "rld_minus_kd": 0.3}]},
@@ -77,8 +78,8 @@ def test_headlines_state_the_measured_effect(tmp_path):
         return [DemoEntry(k, tmp_path / "x.ipynb", tmp_path / k, metrics=v) for k, v in METRICS.items()
                 if (k.split("/")[0] if "/" in k else "") == series]
 
-    assert "kde 0.6 vs 0.7 (logsnr)" in headline("trajectory", entries("trajectory"))
-    assert "7/38" in headline("trajectory", entries("trajectory"))
+    assert "most cells (kde 9/14)" in headline("trajectory", entries("trajectory"))
+    assert "in few (kde 0/14)" in headline("trajectory", entries("trajectory"))
     rld = headline("rld", entries("rld"))
     assert "RLD 96.5 %" in rld and "KD 95.0 %" in rld and "DKD 96.4 %" in rld and "+18.0" in rld
     assert "60 single-object prompts" in headline("t2i", entries("t2i"))

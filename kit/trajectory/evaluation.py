@@ -23,11 +23,14 @@ from kit.trajectory.experiment import (
     train,
 )
 from kit.trajectory.gits import GITSSearch, cost_matrix_from_teacher, gits_search
+from kit.trajectory.measures import sliced_wasserstein
 
 Tensor = torch.Tensor
 
 # The schedule each solver is usually run with (and the paper's baselines): EDM rho=7 for the sigma-space solvers,
 # logSNR-uniform for the lambda-space multistep solvers, VP time-quadratic for DEIS.
+EXACT_DENOISERS = ("kde", "empirical", "gmm2d")  # denoisers whose ODE the reference solves exactly
+CLAIM_NFES = (5, 6)  # the budgets where the paper reports GITS's largest gains
 RECOMMENDED_SCHEDULE = {"euler": "edm", "heun": "edm", "dpm2": "edm", "ipndm": "edm", "dpmpp2m": "logsnr",
                         "dpmpp3m": "logsnr", "unipc": "logsnr", "deis": "time_quadratic"}
 
@@ -81,7 +84,9 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
                   ) -> tuple[list[dict], dict[str, GITSSearch], dict]:
     """Return (rows, {metric: GITS search}, reference info) for one denoiser.
 
-    Each row is {denoiser, solver, schedule, nfe, metric, coeff, variant, error, basin}. GITS rows carry
+    Each row is {denoiser, solver, schedule, nfe, metric, coeff, variant, error, sw, basin}: ``error`` the mean L2
+    distance of each few-step sample to its reference (same noise), ``sw`` the sliced Wasserstein distance between
+    the two sample sets (a distribution-level distance). GITS rows carry
     ``variant="paper"`` for the paper's setting (the case's primary metric at ``cfg.coeff``) and ``"sweep"``
     for the other metrics and coeffs; ``basin`` is the share of samples ending nearest to the same training
     point as the reference (memorising denoisers only).
@@ -101,7 +106,8 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
             try:
                 steps = steps_for_nfe(solver, nfe)
             except ValueError:  # e.g. heun at odd NFE: no step count spends exactly nfe
-                rows.append({**base, "solver": solver, "schedule": None, "nfe": nfe, "error": None, "basin": None})
+                rows.append({**base, "solver": solver, "schedule": None, "nfe": nfe, "error": None, "sw": None,
+                             "basin": None})
                 continue
             plans = [({"schedule": name}, fixed_schedule(name, steps, lo, hi)) for name in cfg.schedules]
             for m, search in searches.items():
@@ -115,7 +121,7 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
                 if ref_basin is not None:
                     basin = float((case.data.nearest_index(x) == ref_basin).double().mean())
                 rows.append({**base, **fields, "solver": solver, "nfe": nfe, "error": _mean_l2(x, ref),
-                             "basin": basin})
+                             "sw": sliced_wasserstein(x, ref, seed=cfg.seed), "basin": basin})
             if progress is not None:
                 progress.update(1)
     return rows, searches, ref_info
@@ -137,6 +143,10 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
                 c["paper"] = r["error"]
         else:
             c["fixed"][r["schedule"]] = r["error"]
+    sws: dict[tuple, dict] = {}
+    for r in rows:
+        if r["error"] is not None and r.get("sw") is not None and (r["schedule"] != "gits" or r["variant"] == "paper"):
+            sws.setdefault((r["denoiser"], r["solver"], r["nfe"]), {})[r["schedule"]] = r["sw"]
     for (den, solver, nfe), c in sorted(cells.items()):
         if not c["fixed"] or "paper" not in c:
             continue
@@ -150,7 +160,9 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
         d["cells"].append({"solver": solver, "nfe": nfe, "recommended": rec_name, "recommended_error": rec,
                            "best_fixed": best_name, "best_fixed_error": best, "gits_error": gits,
                            "ratio_to_best_fixed": gits / best if best > 0 else math.inf,
-                           "best_variant": best_variant, "gits_best_variant_error": c["gits"][best_variant]})
+                           "best_variant": best_variant, "gits_best_variant_error": c["gits"][best_variant],
+                           "gits_sw": sws.get((den, solver, nfe), {}).get("gits"),
+                           "recommended_sw": sws.get((den, solver, nfe), {}).get(rec_name)})
         d["cells_total"] += 1
         d["wins"] += gits < best
         d["wins_best_variant"] += c["gits"][best_variant] < best
@@ -158,6 +170,35 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
             d["cells_with_recommended"] += 1
             d["wins_vs_recommended"] += gits < rec
     return out
+
+
+def claims(summary: dict[str, Any], nfes: tuple[int, ...] = CLAIM_NFES,
+           denoisers: tuple[str, ...] = EXACT_DENOISERS) -> dict[str, dict[str, Any]]:
+    """What GITS (the paper's setting) does at ``nfes`` on each exact denoiser of ``summary``: the cells, how many it
+    wins against the solver's recommended schedule (L2 to the reference and sliced Wasserstein) and against the best
+    fixed schedule, and the median error ratios GITS / recommended and GITS / best fixed (below 1: GITS better)."""
+    out = {}
+    for den in denoisers:
+        if den not in summary:
+            continue
+        cs = [c for c in summary[den]["cells"] if c["nfe"] in nfes and c["recommended_error"] is not None]
+        if not cs:
+            continue
+        to_rec = [c["gits_error"] / c["recommended_error"] for c in cs]
+        sw = [c for c in cs if c.get("gits_sw") is not None and c.get("recommended_sw") is not None]
+        out[den] = {"nfes": list(nfes), "cells": len(cs), "wins_vs_recommended": sum(r < 1 for r in to_rec),
+                    "median_ratio_to_recommended": _median(to_rec),
+                    "wins_vs_recommended_sw": sum(c["gits_sw"] < c["recommended_sw"] for c in sw),
+                    "cells_sw": len(sw),
+                    "wins_vs_best_fixed": sum(c["ratio_to_best_fixed"] < 1 for c in cs),
+                    "median_ratio_to_best_fixed": _median([c["ratio_to_best_fixed"] for c in cs])}
+    return out
+
+
+def _median(v: list[float]) -> float:
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None = None,
@@ -193,5 +234,6 @@ def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None =
     run.record("gits_wins", {k: {"cells": v["cells_total"], "vs_recommended_schedule": v["wins_vs_recommended"],
                                  "vs_best_fixed_schedule": v["wins"],
                                  "vs_best_fixed_best_gits_variant": v["wins_best_variant"]} for k, v in summary.items()})
+    run.record("gits_claims", claims(summary))
     run.record("evaluate_seconds", round(time.perf_counter() - t0, 2))
     return EvalResult(rows, searches, summary, refs, cases)

@@ -203,3 +203,21 @@ def explained_variance_after_chord(xs: Tensor, k: int = 2, center: bool = False)
         svals = torch.linalg.svdvals(pca_in)
         out[b] = _explained_ratio(svals, pca_in, rel[0].norm(), k=k)
     return out
+
+
+def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int = 256, seed: int = 0) -> float:
+    """The sliced 2-Wasserstein distance between two equally sized sample sets ``x``, ``y`` [n, ...]: the root mean,
+    over ``n_projections`` random unit directions (seeded), of the squared 1-D W2 between the projected sets (sorted
+    projections matched in order). A distribution-level distance: it does not pair sample i of ``x`` with sample i
+    of ``y``, so it sees whether few-step samples land where the exact ones do as a set."""
+    a, b = x.reshape(x.shape[0], -1).double(), y.reshape(y.shape[0], -1).double()
+    if a.shape != b.shape or a.shape[0] < 2:
+        raise ValueError(f"x and y must be sample sets of one shape [n >= 2, ...], got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if n_projections < 1:
+        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(a.shape[1], n_projections, generator=g, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, pb = torch.sort(a @ dirs, dim=0).values, torch.sort(b @ dirs, dim=0).values
+    return float(((pa - pb) ** 2).mean().sqrt())
