@@ -2,6 +2,8 @@
 
 - `Trajectory2DExplorer`: a 2-D toy, x_sigma (with ghost paths) next to D(x_sigma) under a step slider.
 - `ProjectionView`: one trajectory in chord + 2-PC coordinates (Fig. 4) with the steps of several schedules.
+- `BoomerangView`: many trajectories overlaid in their own chord + 2-PC frames (the "boomerang"), with their
+  denoising trajectories.
 - `StatsView`: deviation from the chord, distances to the final sample, cos(eps, x - x_end) against sigma.
 - `CostMatrixView`: the GITS cost matrix, its dynamic-programming path and the schedule it gives.
 - `error_vs_nfe_figure` / `ErrorTableView`: sampling error per solver x schedule x NFE.
@@ -240,6 +242,45 @@ _STATS_GROUPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "cos(ε, x_σ − x_end)": ("linear", (("cos_eps", "cos(ε, x_σ − x_end)"),)),
     "norms": ("log", (("norm_x", "‖x_σ‖"), ("norm_d", "‖D(x_σ)‖"), ("norm_eps", "‖ε‖"))),
 }
+
+
+class BoomerangView(Displayable):
+    """Many sampling trajectories overlaid (Fig. 4 of arXiv:2405.11326): each in its own chord + 2-PC frame, scaled
+    to a unit chord (from (1, 0, 0) to the origin), as 3-D lines; a toggle adds each one's denoising trajectory
+    D(x_sigma) in the same frame (dashed), which leaves the chord at once and sits near the end long before x does.
+
+    b: the dict of `explore.boomerangs`. `x_traces` / `d_traces` hold the two groups of lines.
+    """
+
+    def __init__(self, b: Mapping[str, Any], show_denoised: bool = True, height: int = 520):
+        if not isinstance(b, Mapping) or "x" not in b or "D" not in b:
+            raise ValueError("b: expected the dict of explore.boomerangs")
+        x, d = _array(b["x"], "b['x']", ndim=3), _array(b["D"], "b['D']", ndim=3)
+        if x.shape[2] != 3 or d.shape[0] != x.shape[0] or d.shape[2] != 3:
+            raise ValueError(f"b['x'] must be [n, T, 3] and b['D'] [n, T-1, 3], got {x.shape} and {d.shape}")
+        self.figure = FigureWidget(layout=dict(
+            height=height, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h"),
+            title=dict(text=f"{len(x)} trajectories, each in its chord + 2-PC frame (chord scaled to 1)"),
+            scene=dict(aspectmode="cube", xaxis_title="along the chord", yaxis_title="PC 1", zaxis_title="PC 2")))
+        for i in range(len(x)):
+            self.figure.add_scatter3d(x=x[i, :, 0], y=x[i, :, 1], z=x[i, :, 2], mode="lines",
+                                      line=dict(color=_COLORS[0], width=3), opacity=0.6, name="x_σ (sampling)",
+                                      legendgroup="x", showlegend=i == 0)
+        self.x_traces = list(self.figure.data)
+        for i in range(len(d)):
+            self.figure.add_scatter3d(x=d[i, :, 0], y=d[i, :, 1], z=d[i, :, 2], mode="lines",
+                                      line=dict(color=_COLORS[1], width=2, dash="dash"), opacity=0.6,
+                                      name="D(x_σ) (denoising)", legendgroup="D", showlegend=i == 0)
+        self.d_traces = list(self.figure.data[len(x):])
+        self.toggle = ipw.Checkbox(value=show_denoised, description="denoising trajectories")
+        self.toggle.observe(lambda ch: self._show(ch["new"]), names="value")
+        self._show(show_denoised)
+        self.widget = ipw.VBox([self.toggle, self.figure])
+
+    def _show(self, on: bool) -> None:
+        with self.figure.batch_update():
+            for t in self.d_traces:
+                t.visible = bool(on)
 
 
 class StatsView(Displayable):

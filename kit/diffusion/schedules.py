@@ -69,9 +69,12 @@ def vp_sigma(t: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> 
 
 
 def vp_time(sigma: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> Tensor:
-    """Return the VP time t of a VE sigma (inverse of ``vp_sigma``): the positive root of a quadratic in t."""
+    """Return the VP time t of a VE sigma (inverse of ``vp_sigma``): the positive root of a quadratic in t, written
+    as 2 L / (sqrt(beta_min^2 + 2 beta_d L) + beta_min) with L = log1p(sigma^2), which keeps full precision at
+    small sigma (the textbook form subtracts two nearly equal numbers there)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    return (torch.sqrt(beta_min**2 + 2.0 * beta_d * torch.log1p(sigma**2)) - beta_min) / beta_d
+    log_term = torch.log1p(sigma**2)
+    return 2.0 * log_term / (torch.sqrt(beta_min**2 + 2.0 * beta_d * log_term) + beta_min)
 
 
 def _check_vp(beta_d: float, beta_min: float) -> None:

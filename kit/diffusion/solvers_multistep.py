@@ -15,7 +15,10 @@ import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
+import torch
 from torch import Tensor
+
+from kit.diffusion.schedules import vp_time
 
 __all__ = [
     "IPNDM_COEFFICIENTS",
@@ -240,10 +243,9 @@ def run_unipc(
     return x
 
 
-def vp_time(sigma: np.ndarray | float) -> np.ndarray:
-    """Return the VP-SDE time tau(sigma) in (0, 1] with sigma^2 = exp(beta_d tau^2 / 2 + beta_min tau) - 1."""
-    log_term = np.log1p(np.square(sigma))
-    return 2.0 * log_term / (np.sqrt(_VP_BETA_MIN**2 + 2.0 * _VP_BETA_D * log_term) + _VP_BETA_MIN)
+def _vp_tau(sigma: np.ndarray | float) -> np.ndarray:
+    """The VP-SDE time tau(sigma) in (0, 1] (``schedules.vp_time`` at DEIS's betas) as a numpy array."""
+    return vp_time(torch.as_tensor(np.asarray(sigma, dtype=np.float64)), _VP_BETA_D, _VP_BETA_MIN).numpy()
 
 
 def deis_coefficients(sigmas: list[float], max_order: int, lower_order_final: bool) -> list[list[float]]:
@@ -254,7 +256,7 @@ def deis_coefficients(sigmas: list[float], max_order: int, lower_order_final: bo
     where the integrand is smooth (in tau, dsigma/dtau ~ tau^(-1/2) near 0 would spoil quadrature).
     """
     n = len(sigmas) - 1
-    tau = vp_time(np.asarray(sigmas, dtype=np.float64))
+    tau = _vp_tau(sigmas)
     nodes, weights = _GAUSS_LEGENDRE
     coefficients = []
     for i in range(n):
@@ -262,7 +264,7 @@ def deis_coefficients(sigmas: list[float], max_order: int, lower_order_final: bo
         a, b = sigmas[i], sigmas[i + 1]
         quad_sigma = a + (b - a) * (nodes + 1.0) / 2.0
         quad_weight = weights * (b - a) / 2.0
-        quad_tau = vp_time(quad_sigma)
+        quad_tau = _vp_tau(quad_sigma)
         knots = tau[i - np.arange(order)]
         row = []
         for j in range(order):

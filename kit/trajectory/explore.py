@@ -20,6 +20,8 @@ from kit.trajectory.gits import GITSSearch, cost_matrix_from_teacher
 from kit.trajectory.measures import explained_variance_after_chord, project_trajectory, trajectory_stats
 
 __all__ = [
+    "boomerangs",
+    "explored_denoiser",
     "BASELINE_SCHEDULES",
     "cost_for_metric",
     "log_abs_cost",
@@ -286,3 +288,46 @@ def regularity_summary(stats: Mapping[str, Any], dim: int, sigma_max: float,
         "min_cos": float(np.min(stats["cos_eps_mean"])),
         "distance_to_end": probes,
     }
+
+
+def explored_denoiser(cfg: Any):
+    """The denoiser 03_explore looks at, as a :class:`kit.trajectory.experiment.DenoiserCase`: the diffusers model of
+    ``cfg.pretrained`` when given; else the KDE-smoothed exact denoiser of CIFAR-10 under ``cfg.data_dir`` when given;
+    else that of the digits (offline)."""
+    import dataclasses
+
+    from kit.trajectory.experiment import build_denoisers
+
+    if cfg.pretrained:
+        return build_denoisers(dataclasses.replace(cfg, denoisers=("pretrained",)))[0]
+    dataset = "cifar10" if cfg.data_dir else "digits"
+    return build_denoisers(dataclasses.replace(cfg, denoisers=("kde",), dataset=dataset))[0]
+
+
+def boomerangs(xs: Any, denoised: Any, n: int | None = None) -> dict[str, np.ndarray]:
+    """The paper's overlay of many trajectories (Fig. 4 of arXiv:2405.11326): each sampling trajectory ``xs[:, i]``
+    in its own chord + 2-PC frame (`measures.project_trajectory`), divided by its chord length so that every one runs
+    from (1, 0, 0) to the origin, and its denoising trajectory ``denoised[:, i]`` in the same frame.
+
+    xs [T, B, ...], denoised [T-1, B, ...]; returns {"x" [n, T, 3], "D" [n, T-1, 3], "explained" [n, 2], "chord" [n]}
+    for the first ``n`` trajectories (default all). Similar curves for every sample are the regularity GITS relies on.
+    """
+    x = _as_tensor("xs", xs)
+    d = _as_tensor("denoised", denoised)
+    if x.ndim < 3 or d.shape[1:] != x.shape[1:] or d.shape[0] != x.shape[0] - 1:
+        raise ValueError(f"xs must be [T, B, ...] and denoised [T-1, B, ...], got {tuple(x.shape)} and "
+                         f"{tuple(d.shape)}")
+    b = x.shape[1] if n is None else min(int(n), x.shape[1])
+    if b < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out_x, out_d, expl, chords = [], [], [], []
+    for i in range(b):
+        xi = x[:, i].reshape(x.shape[0], -1)
+        coords, ratio, basis = project_trajectory(xi)
+        chord = float(coords[0, 0])
+        di = (d[:, i].reshape(d.shape[0], -1) - xi[-1]) @ basis.T
+        out_x.append((coords / chord).numpy())
+        out_d.append((di / chord).numpy())
+        expl.append(ratio.numpy())
+        chords.append(chord)
+    return {"x": np.stack(out_x), "D": np.stack(out_d), "explained": np.stack(expl), "chord": np.array(chords)}

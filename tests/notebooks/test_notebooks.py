@@ -25,7 +25,7 @@ EXPECTED_KEYS = {
     "00_start_here": {"digits_test_accuracy", "coins_hot_fraction_at_0.35"},
     "trajectory/01_train": {"config", "digits", "ring2d"},
     "trajectory/02_evaluate": {"config", "errors", "gits_search", "gits_wins", "gits_claims", "reference"},
-    "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits"},
+    "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits", "boomerang"},
     "rld/01_train": {"config", "accuracy", "students"},
     "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary", "alpha_beta"},
     "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
@@ -102,6 +102,8 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         assert reg["explained_top2_min"] > 0.98 and reg["min_cos"] > 0.95
         assert abs(reg["chord_mean"] - reg["chord_expected"]) < 0.1 * reg["chord_expected"]
         assert all(v["D"] < v["x"] for v in reg["distance_to_end"].values())
+        boom = metrics["boomerang"]  # 16 trajectories, each in its own unit-chord frame, trace one curve (measured 0.002)
+        assert boom["n"] == 16 and boom["max_distance_to_mean_curve"] < 0.02
     if path.parent.name == "rld" and path.stem == "02_evaluate":
         acc = {r["method"]: r for r in metrics["accuracy"]}
         assert set(acc) == {"ce", "kd", "dkd", "la", "rld"} and all(r["seeds"] == 3 for r in acc.values())
@@ -210,3 +212,24 @@ def test_facesem_notebooks_run_on_an_ffsc_folder(tmp_path):
                                                                  ("in_distribution", "protocol1", "protocol2")}
     assert all(0 <= r["video_auc"] <= 1 and r["n_videos"] < r["n"] for r in m2["rows"])
     assert set(m2["gradcam"]["lower_over_upper"]) <= {"age", "expression", "gender", "identity", "pose"}
+
+
+@pytest.mark.notebook
+def test_trajectory_explore_runs_on_a_saved_diffusers_model(tmp_path):
+    """03_explore's `pretrained` is real: sections 2-5 explore the trajectories of the diffusers model it names (a tiny
+    UNet2DModel + DDPM scheduler saved by the test)."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       layers_per_block=1, norm_num_groups=4)
+    unet.save_pretrained(tmp_path / "tiny-ddpm" / "unet")
+    DDPMScheduler(num_train_timesteps=100).save_pretrained(tmp_path / "tiny-ddpm" / "scheduler")
+    out = tmp_path / "out"
+    execute_notebook(ROOT / "notebooks" / "trajectory" / "03_explore.ipynb",
+                     {"pretrained": str(tmp_path / "tiny-ddpm"), "n_trajectories": 4, "nfe": 4}, out, timeout=600)
+    m = json.loads((out / "metrics.json").read_text())
+    assert "regularity_pretrained" in m and "regularity_digits" not in m
+    assert m["boomerang"]["n"] == 4 and m["gits_schedule_digits"]["nfe"] == 4

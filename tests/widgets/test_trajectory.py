@@ -339,3 +339,18 @@ def test_every_message_is_json_without_nan(sent, ring, digit_traj, search):
     for data in sent:
         json.dumps(data, allow_nan=False, default=repr)  # raises ValueError on NaN / inf
     assert np.isnan(np.asarray(cost.figure.data[0].z, dtype=float)[np.tril_indices(len(search.grid))]).all()
+
+
+def test_boomerang_view_draws_every_trajectory_and_toggles_denoising(digit_traj):
+    xs, denoised = digit_traj["xs"], digit_traj["denoised"]
+    b = ex.boomerangs(xs, denoised)
+    view = wt.BoomerangView(b)
+    n = len(b["x"])
+    assert len(view.x_traces) == len(view.d_traces) == n
+    np.testing.assert_allclose(view.x_traces[1].x, b["x"][1, :, 0])
+    np.testing.assert_allclose(view.d_traces[0].z, b["D"][0, :, 2])
+    assert all(t.visible for t in view.d_traces)
+    view.toggle.value = False
+    assert not any(t.visible for t in view.d_traces) and all(t.visible is not False for t in view.x_traces)
+    with pytest.raises(ValueError, match="boomerangs"):
+        wt.BoomerangView({"x": b["x"]})

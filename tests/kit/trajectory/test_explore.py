@@ -244,3 +244,37 @@ def test_log_abs_cost_and_weighted_path_cost():
         ex.log_abs_cost(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="path"):
         ex.weighted_path_cost(c, [0, 2, 1, 3], 1.0)
+
+
+def test_boomerangs_put_every_trajectory_in_its_own_unit_chord_frame():
+    from kit.diffusion import EmpiricalDenoiser, edm_sigmas
+    from kit.trajectory.data import load_digits_data
+    from kit.trajectory.explore import boomerangs, sample_trajectories
+    from kit.trajectory.measures import project_trajectory
+
+    kde = EmpiricalDenoiser(load_digits_data()[:300], bandwidth=0.3)
+    traj = sample_trajectories(kde, 5, (64,), edm_sigmas(40), solver="heun", seed=0)
+    b = boomerangs(traj["xs"], traj["denoised"])
+    assert b["x"].shape == (5, 41, 3) and b["D"].shape == (5, 40, 3)
+    np.testing.assert_allclose(b["x"][:, 0], np.tile([1.0, 0, 0], (5, 1)), atol=1e-9)  # start at (1, 0, 0) ...
+    np.testing.assert_allclose(b["x"][:, -1], 0.0, atol=1e-9)  # ... end at the origin
+    coords, _, basis = project_trajectory(torch.from_numpy(traj["xs"][:, 2]))
+    np.testing.assert_allclose(b["x"][2], coords.numpy() / coords[0, 0].item(), atol=1e-9)
+    d_ref = (traj["denoised"][:, 2] - traj["xs"][-1, 2]) @ basis.numpy().T / coords[0, 0].item()
+    np.testing.assert_allclose(b["D"][2], d_ref, atol=1e-9)
+    assert np.abs(b["x"] - b["x"].mean(0)).max() < 0.05  # the same curve for every sample: the regularity
+    assert np.abs(b["D"][:, 10:, 0]).max() < np.abs(b["x"][:, 10:, 0]).max()  # D is near the end before x is
+    with pytest.raises(ValueError, match="denoised"):
+        boomerangs(traj["xs"], traj["denoised"][:-1])
+
+
+def test_explored_denoiser_follows_the_parameters(tmp_path):
+    from kit.trajectory import config
+    from kit.trajectory.explore import explored_denoiser
+
+    case = explored_denoiser(config.preset("tiny"))
+    assert (case.name, case.shape) == ("kde", (64,))
+    with pytest.raises(FileNotFoundError):
+        explored_denoiser(config.preset("tiny", data_dir=str(tmp_path / "no-cifar")))
+    with pytest.raises(FileNotFoundError, match="could not load the diffusers model"):
+        explored_denoiser(config.preset("tiny", pretrained=str(tmp_path / "none")))
