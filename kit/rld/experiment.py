@@ -4,7 +4,6 @@ teacher-error sweep (arXiv:2408.07703)."""
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,9 +13,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from kit.core import RunDir, fit, load_training_state, pick_device
+from kit.core import RunDir, fit, pick_device
 from kit.rld.config import RLDConfig
 from kit.rld.data import cifar100_datasets, digits_split, imagenet_datasets, teacher_training_set
+from kit.rld.explore import mean_std
 from kit.rld.losses import distillation_objective, logit_standardization_hyper
 from kit.rld.recipes import LIGHT_STUDENT_LR, is_light_student
 
@@ -320,23 +320,19 @@ def train(cfg: RLDConfig, run: RunDir, callbacks: Sequence[Callback] = (), seeds
     return result
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def accuracy_table(students: Sequence[StudentResult]) -> list[dict[str, Any]]:
     """Return one row per method: mean and std over seeds of best and last accuracy, and of the accuracy on the
     test samples the teacher gets wrong."""
     rows = []
     for method in dict.fromkeys(s.method for s in students):
         mine = [s for s in students if s.method == method]
-        best_m, best_s = _mean_std([s.best_acc for s in mine])
-        last_m, last_s = _mean_std([s.last_acc for s in mine])
+        best_m, best_s = mean_std([s.best_acc for s in mine])
+        last_m, last_s = mean_std([s.last_acc for s in mine])
         wrong = [s.acc_on_teacher_wrong for s in mine if s.acc_on_teacher_wrong is not None]
         row = {"method": method, "seeds": len(mine), "best_mean": best_m, "best_std": best_s,
                "last_mean": last_m, "last_std": last_s}
         if wrong:
-            row["teacher_wrong_mean"], row["teacher_wrong_std"] = _mean_std(wrong)
+            row["teacher_wrong_mean"], row["teacher_wrong_std"] = mean_std(wrong)
         rows.append(row)
     return rows
 
@@ -406,14 +402,3 @@ def alpha_beta_sweep(cfg: RLDConfig, run: RunDir, alphas: Sequence[float] | None
                               for (a, b), v in grid.items()])
     return grid
 
-
-def load_student(cfg: RLDConfig, run: RunDir, num_classes: int = 10) -> nn.Module:
-    """Return the student saved in ``run``'s latest checkpoint (its Distiller state)."""
-    ckpt = run.latest_checkpoint()
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run.checkpoints_dir}")
-    student = build_network(cfg, cfg.student, num_classes, "student")
-    teacher = build_network(cfg, cfg.teacher, num_classes, "teacher")
-    d = Distiller(student, teacher, "kd", {}, 1)
-    load_training_state(ckpt, model=d, restore_rng=False)
-    return d.student.eval()

@@ -32,6 +32,8 @@ __all__ = [
     "method_targets",
     "per_class_gradients",
     "sweep_table",
+    "gradient_readout",
+    "mean_std",
 ]
 
 Tensor = torch.Tensor
@@ -230,8 +232,8 @@ def _real(v: Any, arg: str) -> float:
     return float(v)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Returns (mean, sample std with ddof=1; 0 for a single value)."""
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Returns (mean, sample std with ddof=1; 0 for a single value): the one summary of seeds the series uses."""
     a = np.asarray(values, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
@@ -265,7 +267,7 @@ def sweep_table(rows: Iterable[Mapping[str, Any]],
     errors = sorted({k[0] for k in acc})
 
     def stats(cells: Mapping[float, list[float]]) -> dict[str, np.ndarray]:
-        ms = [_mean_std(cells[e]) if cells.get(e) else (math.nan, math.nan) for e in errors]
+        ms = [mean_std(cells[e]) if cells.get(e) else (math.nan, math.nan) for e in errors]
         return {"mean": np.array([m for m, _ in ms]), "std": np.array([s for _, s in ms]),
                 "n": np.array([len(cells.get(e, ())) for e in errors], dtype=np.int64)}
 
@@ -325,3 +327,17 @@ def alpha_beta_grid(grid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError(f"grid: expected alphas [A], betas [B], accuracy [A, B]; got shapes {alphas.shape}, "
                          f"{betas.shape}, {acc.shape}")
     return alphas, betas, acc
+
+
+def gradient_readout(examples: Mapping[str, Mapping[str, Any]], **hyper: Any
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """For named examples ({name: {"student_logits", "teacher_logits", "label"}}): ({name: `gradient_cosines`},
+    {name: {method: dL/dz_y, the gradient on the true-class logit, for CE, KD, DKD, LA and RLD}}); ``hyper`` goes
+    to both (temperature and the methods' weights)."""
+    rows, true_class = {}, {}
+    for name, ex in examples.items():
+        rows[name] = gradient_cosines(ex["student_logits"], ex["teacher_logits"], ex["label"], **hyper)
+        per_class = per_class_gradients(ex["student_logits"], ex["teacher_logits"], ex["label"], **hyper)
+        true_class[name] = {m: float(g[ex["label"]]) for m, g in per_class.items()
+                            if m in ("CE", "KD", "DKD", "LA", "RLD")}
+    return rows, true_class

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 
 def accuracy_table_markdown(rows: Sequence[dict[str, Any]], teacher: dict[str, Any] | None = None) -> str:
@@ -30,21 +31,24 @@ def accuracy_table_markdown(rows: Sequence[dict[str, Any]], teacher: dict[str, A
 
 
 def sweep_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return per sweep level: teacher error and test accuracy, each method's mean accuracy, and RLD - DKD,
-    RLD - KD and RLD - LA where those methods ran."""
+    """Return per sweep level: teacher error and test accuracy, each method's mean accuracy over seeds, and RLD - DKD,
+    RLD - KD and RLD - LA (the mean of the per-seed differences) where those methods ran. The numbers are
+    ``kit.rld.explore.sweep_table``'s (one teacher per level, so its teacher error names the level)."""
+    from kit.rld.explore import sweep_table
+
+    table = sweep_table([{**r, "seed": r.get("seed", 0)} for r in rows],
+                        differences=(("rld", "dkd"), ("rld", "kd"), ("rld", "la")))
     out = []
     for level in dict.fromkeys(r["level"] for r in rows):
-        mine = [r for r in rows if r["level"] == level]
-        acc = {m: statistics.fmean(r["accuracy"] for r in mine if r["method"] == m)
-               for m in dict.fromkeys(r["method"] for r in mine)}
-        row = {"level": level, "teacher_error": mine[0]["teacher_error"],
-               "teacher_test_acc": mine[0]["teacher_test_acc"], **{f"acc_{m}": a for m, a in acc.items()}}
-        if "rld" in acc and "dkd" in acc:
-            row["rld_minus_dkd"] = acc["rld"] - acc["dkd"]
-        if "rld" in acc and "kd" in acc:
-            row["rld_minus_kd"] = acc["rld"] - acc["kd"]
-        if "rld" in acc and "la" in acc:
-            row["rld_minus_la"] = acc["rld"] - acc["la"]
+        first = next(r for r in rows if r["level"] == level)
+        k = int(np.argmin(np.abs(table["teacher_errors"] - first["teacher_error"])))
+        row = {"level": level, "teacher_error": first["teacher_error"], "teacher_test_acc": first["teacher_test_acc"]}
+        for m in table["methods"]:
+            if table["n"][m][k]:
+                row[f"acc_{m}"] = float(table["mean"][m][k])
+        for name, d in table["differences"].items():
+            if d["n"][k]:
+                row["rld_minus_" + name.split(" - ")[1].lower()] = float(d["mean"][k])
         out.append(row)
     return out
 
@@ -65,3 +69,18 @@ def sweep_markdown(rows: Sequence[dict[str, Any]], knob: str = "noisy") -> str:
         lines.append(f"| {r['level']:g} | {100 * r['teacher_error']:.1f} | {100 * r['teacher_test_acc']:.1f} | "
                      f"{accs} | {ds} |")
     return "\n".join(lines)
+
+
+def gradient_markdown(rows: dict[str, dict[str, float]], true_class: dict[str, dict[str, float]]) -> str:
+    """The two tables of ``kit.rld.explore.gradient_readout``: cos(grad CE, grad term) per example and method, and the
+    gradient on the true-class logit (negative: the term pushes the true logit up, as CE does)."""
+    if not rows or not true_class:
+        raise ValueError("rows and true_class must name at least one example")
+    methods = list(next(iter(rows.values())))
+    cos = ["| example | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    cos += [f"| {k} | " + " | ".join(f"{r[m]:+.3f}" for m in methods) + " |" for k, r in rows.items()]
+    names = list(next(iter(true_class.values())))
+    tc = ["| example | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    tc += [f"| {k} | " + " | ".join(f"{r[m]:+.3f}" for m in names) + " |" for k, r in true_class.items()]
+    return ("**cos(grad CE, grad term)**\n\n" + "\n".join(cos) + "\n\n**dL/dz_y on the true class** (negative = "
+            "pushes the true logit up, with CE)\n\n" + "\n".join(tc))

@@ -238,3 +238,20 @@ def test_alpha_beta_grid_from_dict_and_arrays():
         ex.alpha_beta_grid(([1, 2], [3], np.zeros((2, 2))))
     with pytest.raises(ValueError, match="grid"):
         ex.alpha_beta_grid({1.0: 0.5})
+
+
+def test_gradient_readout_and_its_tables():
+    from kit.rld.report import gradient_markdown
+
+    hyper = {"temperature": 4.0}
+    examples = {"wrong teacher": ex.PRESET_WRONG_TEACHER, "right teacher": ex.PRESET_RIGHT_TEACHER}
+    rows, true_class = ex.gradient_readout(examples, **hyper)
+    w = ex.PRESET_WRONG_TEACHER
+    assert rows["wrong teacher"] == ex.gradient_cosines(w["student_logits"], w["teacher_logits"], w["label"], **hyper)
+    per = ex.per_class_gradients(w["student_logits"], w["teacher_logits"], w["label"], **hyper)
+    assert true_class["wrong teacher"]["KD"] == float(per["KD"][w["label"]])
+    assert set(true_class["right teacher"]) == {"CE", "KD", "DKD", "LA", "RLD"}
+    md = gradient_markdown(rows, true_class)
+    assert "**cos(grad CE, grad term)**" in md and f"{true_class['wrong teacher']['RLD']:+.3f}" in md
+    with pytest.raises(ValueError, match="at least one"):
+        gradient_markdown({}, {})
