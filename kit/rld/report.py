@@ -33,15 +33,16 @@ def accuracy_table_markdown(rows: Sequence[dict[str, Any]], teacher: dict[str, A
 def sweep_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return per sweep level: teacher error and test accuracy, each method's mean accuracy over seeds, and RLD - DKD,
     RLD - KD and RLD - LA (the mean of the per-seed differences) where those methods ran. The numbers are
-    ``kit.rld.explore.sweep_table``'s (one teacher per level, so its teacher error names the level)."""
+    ``kit.rld.explore.sweep_table``'s."""
     from kit.rld.explore import sweep_table
 
-    table = sweep_table([{**r, "seed": r.get("seed", 0)} for r in rows],
+    # keyed by level (two levels may leave their teachers with the same error)
+    table = sweep_table([{**r, "teacher_error": float(r["level"]), "seed": r.get("seed", 0)} for r in rows],
                         differences=(("rld", "dkd"), ("rld", "kd"), ("rld", "la")))
     out = []
     for level in dict.fromkeys(r["level"] for r in rows):
         first = next(r for r in rows if r["level"] == level)
-        k = int(np.argmin(np.abs(table["teacher_errors"] - first["teacher_error"])))
+        k = int(np.argmin(np.abs(table["teacher_errors"] - float(level))))
         row = {"level": level, "teacher_error": first["teacher_error"], "teacher_test_acc": first["teacher_test_acc"]}
         for m in table["methods"]:
             if table["n"][m][k]:
