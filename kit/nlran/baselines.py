@@ -21,11 +21,14 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from kit.nlran.blocks import NORMS, make_norm
+from kit.nlran.config import MODELS as MODEL_NAMES  # one list of names, kept in the light config
 from kit.nlran.models import PRESETS, nlran3d
 
-MODEL_NAMES = ("nlran", "nlran_no_nl", "resnet18", "resnet18_cbam")
 # Baseline ResNet widths per preset ([C] our choice): "tiny" = NL-RAN tiny's stage widths, "full" = ResNet-18's.
 BASELINE_WIDTHS: dict[str, tuple[int, int, int, int]] = {"tiny": (16, 32, 64, 128), "full": (64, 128, 256, 512)}
+# "resnet18_small": the widths that give MONAI's ResNet-18 about NL-RAN's parameters at each preset [C]
+# (tiny: 131,535 vs NL-RAN tiny's 132,907; full: about 13.0 M vs 13.4 M)
+SMALL_WIDTHS: dict[str, tuple[int, int, int, int]] = {"tiny": (4, 8, 16, 32), "full": (40, 80, 160, 320)}
 
 
 def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
@@ -194,7 +197,8 @@ def build_model(name: str, preset: str = "tiny", num_classes: int = 3, in_channe
     """Return model ``name`` (one of ``MODEL_NAMES``) at ``preset`` size ("tiny" or "full").
 
     "nlran" / "nlran_no_nl": :func:`kit.nlran.models.nlran3d` (the latter with nonlocal_stage=None); "resnet18":
-    :func:`resnet18_3d`; "resnet18_cbam": :class:`ResNetCBAM3d`; the ResNets use ``BASELINE_WIDTHS[preset]``.
+    :func:`resnet18_3d`; "resnet18_cbam": :class:`ResNetCBAM3d`; the ResNets use ``BASELINE_WIDTHS[preset]``;
+    "resnet18_small": :func:`resnet18_3d` at ``SMALL_WIDTHS[preset]`` (about NL-RAN's parameter count).
     ``norm`` None keeps each model's default ("batch"). Unknown name or preset -> ValueError listing the options.
     """
     if name not in MODEL_NAMES:
@@ -208,6 +212,8 @@ def build_model(name: str, preset: str = "tiny", num_classes: int = 3, in_channe
         if name == "nlran_no_nl":
             extra["nonlocal_stage"] = None
         return nlran3d(preset, num_classes=num_classes, in_channels=in_channels, **extra)
+    if name == "resnet18_small":
+        return resnet18_3d(num_classes=num_classes, in_channels=in_channels, widths=SMALL_WIDTHS[preset], **extra)
     widths = BASELINE_WIDTHS[preset]
     if name == "resnet18":
         return resnet18_3d(num_classes=num_classes, in_channels=in_channels, widths=widths, **extra)

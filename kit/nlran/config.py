@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from kit.core.presets import preset as _preset
 
 DATA_SOURCES = ("phantom", "ccccii", "nifti")
-MODELS = ("nlran", "nlran_no_nl", "resnet18", "resnet18_cbam")
+MODELS = ("nlran", "nlran_no_nl", "resnet18", "resnet18_cbam", "resnet18_small")
+"""Every network of the series (``kit.nlran.baselines.build_model`` builds each): NL-RAN, its no-non-local ablation,
+MONAI's 3D ResNet-18 at the preset's widths, the same with CBAM, and MONAI's 3D ResNet-18 narrowed to NL-RAN's
+parameter budget ("resnet18_small")."""
+PHANTOM_LAYOUTS = ("texture", "arrangement")
 NORMS = ("batch", "group", "instance")
 
 
@@ -33,6 +37,9 @@ class NLRANConfig:
     n_test: int = 90
     blob_radius: tuple[float, float] | None = None  # GGO blob radius range in voxels at 32^3 (None: generator default)
     noise_hu: float = 25.0
+    # "texture": NCP ground glass vs CP consolidation (a local cue suffices); "arrangement": the same blobs for both,
+    # NCP bilateral and scattered, CP unilateral and clustered (only context tells them apart) [C]
+    phantom_layout: str = "texture"
     split: tuple[int, int, int] = (3263, 408, 408)  # the paper's train/val/test counts, used as proportions
     skip_bad: bool = False  # real data: report and skip unreadable scans instead of stopping
     augment: bool = False  # real data: flips, +-10 deg rotation, scaling, intensity jitter [C]
@@ -44,6 +51,7 @@ class NLRANConfig:
     recalibrate_bn: bool = True  # re-estimate BatchNorm statistics after training ("precise BN") [C]
     # training [C]: Adam, cross-entropy, the best validation macro-AUC kept
     epochs: int = 15
+    patience: int = 0  # stop after this many epochs without a better validation macro-AUC (0: run all epochs)
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -58,6 +66,10 @@ class NLRANConfig:
         bad = [m for m in (self.model, *self.baselines) if m not in MODELS]
         if bad:
             raise ValueError(f"unknown model(s) {bad}; valid: {MODELS}")
+        if self.phantom_layout not in PHANTOM_LAYOUTS:
+            raise ValueError(f"phantom_layout must be one of {PHANTOM_LAYOUTS}, got {self.phantom_layout!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 epochs, got {self.patience}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if len(self.size) != 3 or any(s < 8 for s in self.size):

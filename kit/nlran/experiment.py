@@ -46,13 +46,13 @@ def load_data(cfg: NLRANConfig) -> SeriesData:
 
         if len(set(cfg.size)) != 1:
             raise ValueError(f"phantoms are cubes: size must be (n, n, n), got {cfg.size}")
-        knobs: dict[str, Any] = {"noise_hu": cfg.noise_hu}
+        knobs: dict[str, Any] = {"noise_hu": cfg.noise_hu, "layout": cfg.phantom_layout}
         if cfg.blob_radius is not None:
             knobs["blob_radius"] = tuple(cfg.blob_radius)
         n = cfg.size[0]
         sets = [PhantomDataset(k, seed=cfg.seed * 1000 + j, size=n, cache=True, **knobs)
                 for j, k in enumerate((cfg.n_train, cfg.n_val, cfg.n_test))]
-        return SeriesData(*sets, source=f"phantoms {n}^3")
+        return SeriesData(*sets, source=f"phantoms {n}^3 ({cfg.phantom_layout} layout)")
     from kit.nlran import data as real
 
     kind = real.CCCIIDataset if cfg.data == "ccccii" else real.NiftiDataset
@@ -148,7 +148,7 @@ def train_model(cfg: NLRANConfig, data: SeriesData, name: str | None = None, run
     res = fit(model, loss_fn, data.train, max_steps=cfg.epochs * steps_per_epoch, batch_size=cfg.batch_size,
               optimizer=opt, eval_fn=eval_fn, eval_every=steps_per_epoch, select="val_auc",
               log_every=max(1, steps_per_epoch // 4), run=run,
-              checkpoint_every=0 if run is None else steps_per_epoch * 5, callbacks=callbacks,
+              checkpoint_every=0 if run is None else steps_per_epoch * 5, callbacks=callbacks, patience=cfg.patience,
               seed=cfg.seed, device=cfg.device, num_workers=cfg.num_workers, desc=f"train {name}")
     model = res.model
     if res.best_state is not None:  # the best epoch's weights (kept in every checkpoint, so resuming returns them)
@@ -207,18 +207,28 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def explanation_scores(model: nn.Module, data: Dataset, n: int, batch_size: int = 8,
-                       class_idx: str | int | None = "label", within: str = "volume") -> dict[str, dict[str, float]]:
+                       class_idx: str | int | None = "label", within: str = "volume",
+                       mask_readings: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Return the heat-map scores (pointing game, top-10% share, AUROC) of AM1/AM2/AM3, CAM and Grad-CAM against the
     lesion masks of the first ``n`` volumes of ``data`` that have a lesion (phantoms: ``data.phantom(i)``).
 
     ``class_idx="label"`` explains the true class of each volume (the lesion is evidence for it); None: the
     predicted class. ``within="lung"`` [C] sets every map to 0 outside the lungs before scoring (lesions only occur
     there; it asks "inside the lungs, does the map find the lesion?" and removes the body wall and air edges the
-    raw maps often peak on); "volume" scores the maps as they are.
+    raw maps often peak on); "volume" scores the maps as they are. ``mask_readings`` adds other readings of the
+    attention masks, {label: reduce} (see :func:`kit.nlran.explain.attention_heatmaps`), scored as "AM<i> <label>".
     """
-    if within not in ("volume", "lung"):
-        raise ValueError(f"within must be 'volume' or 'lung', got {within!r}")
-    from kit.nlran.explain import heatmaps, score_heatmaps
+    return explanation_scores_within(model, data, n, (within,), batch_size, class_idx, mask_readings)[within]
+
+
+def explanation_scores_within(model: nn.Module, data: Dataset, n: int, withins: Sequence[str] = ("volume", "lung"),
+                              batch_size: int = 8, class_idx: str | int | None = "label",
+                              mask_readings: dict[str, Any] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`explanation_scores` for several ``within`` at once, {within: scores}: every map is made once."""
+    bad = [w for w in withins if w not in ("volume", "lung")]
+    if bad or not withins:
+        raise ValueError(f"within must be 'volume' or 'lung', got {bad or withins!r}")
+    from kit.nlran.explain import attention_heatmaps, heatmaps, score_heatmaps
 
     if not hasattr(data, "phantom"):
         raise ValueError("explanation scores need lesion masks: use phantom data (PhantomDataset)")
@@ -227,7 +237,7 @@ def explanation_scores(model: nn.Module, data: Dataset, n: int, batch_size: int 
         raise ValueError("no volume with a lesion among the data")
     device = next(model.parameters()).device
     model.eval()
-    sums: dict[str, dict[str, float]] = {}
+    sums: dict[str, dict[str, dict[str, float]]] = {w: {} for w in withins}
     for s in range(0, len(idx), batch_size):
         chunk = idx[s:s + batch_size]
         x = torch.stack([data[i][0] for i in chunk]).to(device)
@@ -235,13 +245,17 @@ def explanation_scores(model: nn.Module, data: Dataset, n: int, batch_size: int 
         lungs = np.stack([data.phantom(i).lung_mask for i in chunk])
         for i, cls in enumerate(_classes(data, chunk, class_idx)):
             heats = heatmaps(model, x[i:i + 1], class_idx=cls)
-            keep = lungs[i:i + 1] if within == "lung" else 1.0
-            scores = score_heatmaps({k: np.asarray(v) * keep for k, v in heats.items()}, masks[i:i + 1])
-            for k, v in scores.items():
-                acc = sums.setdefault(k, {})
-                for m, val in v.items():
-                    acc[m] = acc.get(m, 0.0) + float(val)
-    return {k: {m: val / len(idx) for m, val in v.items()} | {"volumes": len(idx)} for k, v in sums.items()}
+            for label, reduce in (mask_readings or {}).items():
+                heats |= {f"{k} {label}": v for k, v in attention_heatmaps(model, x[i:i + 1], reduce).items()}
+            for within in withins:
+                keep = lungs[i:i + 1] if within == "lung" else 1.0
+                scores = score_heatmaps({k: np.asarray(v) * keep for k, v in heats.items()}, masks[i:i + 1])
+                for k, v in scores.items():
+                    acc = sums[within].setdefault(k, {})
+                    for m, val in v.items():
+                        acc[m] = acc.get(m, 0.0) + float(val)
+    return {w: {k: {m: val / len(idx) for m, val in v.items()} | {"volumes": len(idx)} for k, v in sums[w].items()}
+            for w in withins}
 
 
 def _classes(data: Dataset, idx: Sequence[int], class_idx: str | int | None) -> list[int | None]:

@@ -89,14 +89,37 @@ def minmax_scale(maps: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(maps.shape)
 
 
-def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str = "mean") -> torch.Tensor:
+REDUCTIONS = ("mean", "max", "strongest")
+"""Channel reductions of a mask [B, C, d, h, w] by name (an int picks one channel)."""
+
+
+def reduce_channels(maps: torch.Tensor, reduce: str | int = "mean") -> torch.Tensor:
+    """Reduce per-channel maps [B, C, d, h, w] to one map per volume [B, d, h, w]: "mean" or "max" over channels,
+    "strongest" (per volume, the channel with the largest spatial standard deviation) or an int channel index."""
+    if isinstance(reduce, (int, np.integer)) and not isinstance(reduce, bool):
+        if not 0 <= int(reduce) < maps.shape[1]:
+            raise ValueError(f"reduce: channel {reduce} does not exist; the maps have {maps.shape[1]} channels")
+        return maps[:, int(reduce)]
+    if reduce == "mean":
+        return maps.mean(dim=1)
+    if reduce == "max":
+        return maps.amax(dim=1)
+    if reduce == "strongest":
+        k = maps.flatten(2).std(dim=2).argmax(dim=1)  # [B]
+        return maps[torch.arange(maps.shape[0], device=maps.device), k]
+    raise ValueError(f"reduce must be one of {REDUCTIONS} or a channel index, got {reduce!r}")
+
+
+def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str | int = "mean") -> torch.Tensor:
     """Turn feature-resolution maps into heat maps on the input grid.
 
     Args:
         maps: [B, C, d, h, w] (per-channel maps, e.g. an attention mask) or [B, d, h, w] (one map per volume);
             a torch tensor or numpy array.
         size: the input grid (D, H, W) in voxels.
-        reduce: how 5D maps are reduced over channels: "mean" or "max".
+        reduce: how 5D maps are reduced over channels: "mean", "max", "strongest" (per volume the channel whose map
+            varies most over space, its standard deviation the largest: the most contrasted single mask) or an int
+            (that channel).
 
     Returns:
         float32 tensor [B, D, H, W] on the device of ``maps``: channel-reduced, resized with trilinear interpolation
@@ -106,12 +129,7 @@ def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str = "mean") -> t
     t = _as_tensor(maps, "maps").float()
     size3 = _size3(size)
     if t.ndim == 5:
-        if reduce == "mean":
-            t = t.mean(dim=1)
-        elif reduce == "max":
-            t = t.amax(dim=1)
-        else:
-            raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+        t = reduce_channels(t, reduce)
     elif t.ndim != 4:
         raise ValueError(f"maps must be [B, C, d, h, w] or [B, d, h, w], got shape {tuple(t.shape)}")
     if t.shape[0] == 0 or t[0].numel() == 0:
@@ -273,14 +291,16 @@ def _classifier_weight(model: nn.Module, channels: int) -> torch.Tensor:
 # Heat maps
 
 
-def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: str = "mean") -> dict[str, torch.Tensor]:
+def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: Any = "mean") -> dict[str, torch.Tensor]:
     """Return the soft masks of the attention modules as heat maps {"AM1": ..., "AM2": ..., "AM3": ...}.
 
     Args:
         model: a network with ``forward_maps(x) -> {"masks": [M1, M2, M3], ...}`` (NLRAN3d); each M_i is
             [B, C_i, d_i, h_i, w_i] with values in (0, 1).
         x: input [B, 1, D, H, W] (windowed CT in [0, 1]).
-        reduce: channel reduction, "mean" (spec §2) or "max".
+        reduce: channel reduction, "mean" (spec §2), "max", "strongest" or a channel index (see
+            :func:`reduce_channels`); or a sequence of three, one per module (e.g. the channels chosen by
+            :func:`best_mask_channels`).
 
     Returns:
         {"AM<i>": float32 CPU tensor [B, D, H, W] in [0, 1]}, one per module (see :func:`upsample_to`).
@@ -291,7 +311,38 @@ def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: str = "mean") 
     with _EvalMode(model), torch.no_grad():
         masks = model.forward_maps(x)["masks"]
     size = tuple(x.shape[2:])
-    return {f"AM{i + 1}": upsample_to(m, size, reduce=reduce).cpu() for i, m in enumerate(masks)}
+    per = list(reduce) if isinstance(reduce, (list, tuple)) else [reduce] * len(masks)
+    if len(per) != len(masks):
+        raise ValueError(f"reduce: expected one reduction per attention module ({len(masks)}), got {len(per)}")
+    return {f"AM{i + 1}": upsample_to(m, size, reduce=r).cpu() for i, (m, r) in enumerate(zip(masks, per))}
+
+
+def best_mask_channels(model: nn.Module, volumes: Sequence[tuple[torch.Tensor, np.ndarray, np.ndarray]]
+                       ) -> tuple[int, ...]:
+    """The channel of each attention module whose single mask finds lesions best on held-out volumes: per module,
+    the channel with the highest mean voxel AUROC (:func:`heat_auroc`) inside the lungs over ``volumes``, a sequence
+    of (x [1, 1, D, H, W], lesion mask [D, H, W], lung mask [D, H, W]) of volumes with a lesion. Choose them on
+    validation data and score them on test data (a per-channel reading of the masks, as a figure of one mask would
+    show, without peeking at the test lesions)."""
+    if not callable(getattr(model, "forward_maps", None)):
+        raise ValueError(f"{type(model).__name__} has no forward_maps(x); attention maps need an NL-RAN model")
+    if not volumes:
+        raise ValueError("best_mask_channels needs at least one (x, lesion mask, lung mask) volume")
+    totals: list[np.ndarray] = []
+    for x, lesion, lung in volumes:
+        _check_input(x)
+        lesion, lung = np.asarray(lesion, bool), np.asarray(lung, bool)
+        if not lesion.any():
+            raise ValueError("best_mask_channels: every volume needs a lesion")
+        with _EvalMode(model), torch.no_grad():
+            masks = model.forward_maps(x)["masks"]
+        for i, m in enumerate(masks):
+            up = F.interpolate(m.float(), size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)[0]
+            aucs = np.array([roc_auc_score(lesion[lung], c[torch.from_numpy(lung)].cpu().numpy()) for c in up])
+            if len(totals) <= i:
+                totals.append(np.zeros_like(aucs))
+            totals[i] += aucs
+    return tuple(int(t.argmax()) for t in totals)
 
 
 def _cam_from(model: nn.Module, features: torch.Tensor, logits: torch.Tensor,

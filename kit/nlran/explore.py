@@ -432,6 +432,41 @@ def lesion_affinity(model: nn.Module, x: torch.Tensor, lesion_mask: np.ndarray, 
             "key_cells": int(k.sum())}
 
 
+def lesion_links(model: nn.Module, x: torch.Tensor, lesion_mask: np.ndarray, threshold: float = 0.25
+                 ) -> dict[str, float]:
+    """Where the non-local block's lesion queries look, split by lung: of the attention of query cells that are
+    lesion (at least ``threshold`` of their voxels), the share landing on lesion key cells of the *same* image half
+    (x < 0 or x > 0, i.e. the same lung) and of the *other* half, each divided by that share under uniform attention
+    (the lesion fraction of the key grid in that half). ``other_ratio`` > 1 means lesions gather evidence from the
+    lesions of the other lung: the bilateral pattern that tells NCP from CP in the arrangement layout.
+
+    Returns {"same_ratio", "other_ratio", "on_lesion", "query_cells"}; a ratio is NaN when that half has no lesion key
+    cell. ValueError when no query cell is lesion.
+    """
+    attn, grid, kv_grid = nonlocal_attention(model, x)
+    mask = torch.as_tensor(np.asarray(lesion_mask, dtype=np.float32))[None, None]
+    if mask.shape[2:] != tuple(x.shape[2:]):
+        raise ValueError(f"lesion_mask: expected the input grid {tuple(x.shape[2:])}, got {tuple(mask.shape[2:])}")
+    q = torch.nn.functional.adaptive_avg_pool3d(mask, grid)[0, 0].numpy() >= threshold
+    k = torch.nn.functional.adaptive_avg_pool3d(mask, kv_grid)[0, 0].numpy() >= threshold
+    if not q.any():
+        raise ValueError("no non-local grid cell is mostly lesion: use a larger lesion or a lower threshold")
+    q_right = np.broadcast_to(np.arange(grid[2]) >= grid[2] / 2, grid)
+    k_right = np.broadcast_to(np.arange(kv_grid[2]) >= kv_grid[2] / 2, kv_grid).ravel()
+    k = k.ravel()
+    same, other = [], []
+    for side in (False, True):
+        rows = attn[(q & (q_right == side)).ravel()]
+        if not len(rows):
+            continue
+        for keys, out in ((k & (k_right == side), same), (k & (k_right != side), other)):
+            if keys.any():
+                out.append((rows[:, keys].sum(1) / keys.mean()).tolist())
+    ratio = lambda parts: float(np.mean(sum(parts, []))) if parts else float("nan")  # noqa: E731
+    return {"same_ratio": ratio(same), "other_ratio": ratio(other), "on_lesion": float(attn[q.ravel()][:, k].sum(1).mean()),
+            "query_cells": int(q.sum())}
+
+
 def nonlocal_lesion_summary(model: nn.Module, painter: Painter, threshold: float = 0.25) -> dict[str, Any]:
     """Return :func:`lesion_affinity` of ``painter``'s phantom, or ``{"note": why}`` when it cannot be measured
     (no lesion, or lesions smaller than a cell of the non-local grid)."""

@@ -25,6 +25,14 @@ Lesions [C]:
   lesion mask is ``w > 0.5`` inside that lung.
 - Normal: no lesion.
 
+The ``layout`` knob [C]. ``"texture"`` (the default above) lets the two pneumonias differ in *local* appearance
+(ground glass vs consolidation), so a detector of local texture suffices. ``"arrangement"`` makes their lesions
+look the same up close and lets only the arrangement differ, as in real CT: both classes get the same number of
+the same GGO blobs (same HU range, same radii, same peripheral depth); NCP scatters them over both lungs
+(bilateral, multifocal, as above), CP puts all of them in one lung, clustered around one peripheral direction
+(unilateral, lobar-like). Telling them apart then needs context across the volume, which is what the non-local
+block is for.
+
 Lesions only ever *raise* the HU of lung voxels (``hu = max(hu, lung_hu + w * (lesion_hu - lung_hu))``), so they are
 confined to the lungs, and a vessel inside a GGO stays visible.
 
@@ -55,6 +63,9 @@ VESSEL_HU = 40.0
 GGO_HU = (-600.0, -400.0)  # peak HU range of a ground-glass blob [C]
 CONSOLIDATION_HU = (-80.0, 40.0)  # HU range of a consolidation [C]
 LESION_KINDS = ("ggo", "consolidation")
+LAYOUTS = ("texture", "arrangement")
+CLUSTER_SPREAD = 0.6  # arrangement layout, CP: spread of the blob directions around the cluster's direction [C]
+CLUSTER_EXTRA = 0.4  # arrangement layout, CP: this fraction more blobs, so that, overlapping, they cover as much [C]
 SIDES = ("left", "right")  # image halves: x < 0 and x > 0
 
 KNOB_DEFAULTS: dict[str, Any] = {
@@ -63,6 +74,7 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "contrast": 1.0,  # scales every lesion's HU difference to the lung (1: the ranges above) [C]
     "noise_hu": 25.0,  # Gaussian noise standard deviation in HU [C]
     "n_vessels": 12,  # vessel specks per lung [C]
+    "layout": "texture",  # "texture": NCP and CP differ locally; "arrangement": only in where the blobs are [C]
 }
 """The knobs of :func:`sample_spec` with their defaults."""
 
@@ -241,7 +253,7 @@ def check_knobs(size: int = 32, **knobs: Any) -> dict[str, Any]:
 
     Raises ValueError naming the knob when a name is unknown or a value is out of range: ``size`` an integer >= 16
     (tested: 24, 32, 48, 64), ``blob_radius`` in (0, 12] voxels at size 32, ``n_blobs`` >= 2 (NCP is bilateral),
-    ``contrast`` in (0, 2], ``noise_hu`` >= 0, ``n_vessels`` >= 0.
+    ``contrast`` in (0, 2], ``noise_hu`` >= 0, ``n_vessels`` >= 0, ``layout`` one of :data:`LAYOUTS`.
     """
     unknown = sorted(set(knobs) - set(KNOB_DEFAULTS))
     if unknown:
@@ -264,6 +276,8 @@ def check_knobs(size: int = 32, **knobs: Any) -> dict[str, Any]:
     v = k["n_vessels"]
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"n_vessels must be an integer >= 0, got {v!r}")
+    if k["layout"] not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {k['layout']!r}")
     return k
 
 
@@ -278,15 +292,26 @@ def _inside(lung: Lung, p: np.ndarray) -> bool:
     return float(np.sum(((p - np.asarray(lung.centre)) / np.asarray(lung.radii)) ** 2)) <= 1.0
 
 
+def _posterior_direction(rng: np.random.Generator) -> np.ndarray:
+    """A random unit direction (z, y, x), damped along z and leaning posterior (larger y)."""
+    u = rng.standard_normal(3) * np.array([0.6, 1.0, 1.0]) + np.array([0.0, 0.9, 0.0])
+    return u / np.linalg.norm(u)
+
+
 def _sample_ggo(rng: np.random.Generator, lung: Lung, size: int, radius: tuple[float, float], contrast: float,
-                lung_hu: float) -> Lesion:
-    """One peripheral, posterior-leaning GGO blob in ``lung`` whose nearest voxel centre lies in the lung."""
+                lung_hu: float, around: np.ndarray | None = None) -> Lesion:
+    """One peripheral GGO blob in ``lung`` whose nearest voxel centre lies in the lung: its direction from the lung
+    centre is posterior-leaning (``around`` None) or within about :data:`CLUSTER_SPREAD` of the unit direction
+    ``around`` (a cluster); its depth is 0.55-0.95 of the lung's radius either way."""
     c, r = np.asarray(lung.centre), np.asarray(lung.radii)
     rad = rng.uniform(*radius)
     peak = lung_hu + contrast * (rng.uniform(*GGO_HU) - lung_hu)
     for _ in range(200):
-        u = rng.standard_normal(3) * np.array([0.6, 1.0, 1.0]) + np.array([0.0, 0.9, 0.0])  # damp z, lean posterior
-        u /= np.linalg.norm(u)
+        if around is None:
+            u = _posterior_direction(rng)
+        else:
+            u = around + CLUSTER_SPREAD * rng.standard_normal(3)
+            u /= np.linalg.norm(u)
         p = c + rng.uniform(0.55, 0.95) * u * r
         v = np.asarray(voxel_to_normalised(normalised_to_voxel(p, size), size))
         if _inside(lung, v) and np.linalg.norm(v - p) * size / 2 < rad:
@@ -312,7 +337,8 @@ def sample_spec(label: int | str, rng: np.random.Generator, size: int = 32, **kn
     """Draw a random :class:`PhantomSpec` of class ``label`` (0/"NCP", 1/"CP", 2/"Normal") with ``rng``.
 
     The anatomy (body, lungs, vessels) is drawn the same way for every class, so only the lesions tell the classes
-    apart. Knobs (see :data:`KNOB_DEFAULTS`): ``blob_radius`` (float or (low, high), GGO half-maximum radius in voxels
+    apart. ``layout="arrangement"`` gives CP the same GGO blobs as NCP, all in one lung around one direction, so
+    only the arrangement differs (see the module doc). Knobs (see :data:`KNOB_DEFAULTS`): ``blob_radius`` (float or (low, high), GGO half-maximum radius in voxels
     at size 32, scaled by ``size / 32``), ``n_blobs`` (int or inclusive (low, high)), ``contrast`` (scales the lesions'
     HU difference to the lung), ``noise_hu`` (noise sigma in HU), ``n_vessels`` (specks per lung). Bad knobs raise
     ValueError naming the knob.
@@ -342,6 +368,14 @@ def sample_spec(label: int | str, rng: np.random.Generator, size: int = 32, **kn
         sides = [0, 1] + list(rng.integers(0, 2, n - 2))
         radius = tuple(v * size / 32 for v in _range(k["blob_radius"], "blob_radius"))
         lesions = [_sample_ggo(rng, lungs[s], size, radius, contrast, LUNG_HU) for s in sides]
+    elif y == 1 and k["layout"] == "arrangement":  # CP: the same blobs as NCP, clustered in one lung
+        lo, hi = _range(k["n_blobs"], "n_blobs", integer=True)
+        n = int(rng.integers(int(lo), int(hi) + 1))
+        n += int(rng.binomial(n, CLUSTER_EXTRA))  # clustered blobs overlap: a few more cover the same volume
+        lung = lungs[int(rng.integers(0, 2))]
+        radius = tuple(v * size / 32 for v in _range(k["blob_radius"], "blob_radius"))
+        around = _posterior_direction(rng)
+        lesions = [_sample_ggo(rng, lung, size, radius, contrast, LUNG_HU, around=around) for _ in range(n)]
     elif y == 1:  # CP: one unilateral consolidation
         lesions = [_sample_consolidation(rng, lungs[int(rng.integers(0, 2))], size, contrast, LUNG_HU)]
     return PhantomSpec(size=size, label=y, body_radii=tuple(float(v) for v in body), lungs=tuple(lungs),
