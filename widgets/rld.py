@@ -1,6 +1,7 @@
 """Interactive views and static figures of the RLD series (Refined Logit Distillation, arXiv:2408.07703).
 
-- `RefineryExplorer`: one teacher logit vector and what KD, LA, DKD and RLD ask the student to match.
+- `RefineryExplorer`: one teacher logit vector and what KD, LA, DKD and RLD ask the student to match
+  (`widgets.rld_mistakes.MistakeExplorer` loads the digits a trained teacher gets wrong into it).
 - `GradientView`: dL/dz^s per class for CE, KD, DKD, LA, RLD and cos(grad CE, grad distillation).
 - `sweep_figure`: student accuracy against teacher error, and the RLD - DKD / RLD - KD gains (the paper's Fig. 4).
 - `alpha_beta_heatmap`, `accuracy_table_html`: the alpha/beta sensitivity grid and mean +- std tables.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as ipw
@@ -45,13 +46,15 @@ def _slider(description: str, value: float, lo: float, hi: float, step: float) -
 
 class _DistillControls(Displayable):
     """Teacher (and optionally student) logit sliders, a label dropdown, tau / tau_a / alpha / beta sliders,
-    a text box for comma-separated teacher logits and the two presets; calls `self._redraw()` on any change."""
+    a text box for comma-separated teacher logits and the two presets (left out with presets=False); calls
+    `self._redraw()`, then every `on_change` callback, on any change."""
 
     def __init__(self, logits: Any, label: int | None, class_names: Sequence[str] | None,
                  student_logits: Any = None, with_student: bool = False, temperature: float = 4.0,
-                 alpha_temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0):
+                 alpha_temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, presets: bool = True):
         self._with_student = with_student
         self._hold = False
+        self._listeners: list[Callable[[], None]] = []
         self.status = ipw.HTML()
         self.teacher_box, self.student_box = ipw.VBox(), ipw.VBox()
         self.teacher_sliders: list[ipw.FloatSlider] = []
@@ -82,8 +85,9 @@ class _DistillControls(Displayable):
         boxes = [ipw.VBox([ipw.HTML("<b>teacher logits z^t</b>"), self.teacher_box])]
         if with_student:
             boxes.append(ipw.VBox([ipw.HTML("<b>student logits z^s</b>"), self.student_box]))
-        self.controls = ipw.VBox([ipw.HBox([self.wrong_button, self.right_button, self.label_dropdown]),
-                                  self.logits_text, ipw.HBox([*boxes, hyper])])
+        buttons = [self.wrong_button, self.right_button] if presets else []
+        self.controls = ipw.VBox([ipw.HBox([*buttons, self.label_dropdown]), self.logits_text,
+                                  ipw.HBox([*boxes, hyper])])
 
     # state --------------------------------------------------------------------------------------------
     @property
@@ -157,7 +161,16 @@ class _DistillControls(Displayable):
         student_logits: None keeps the current ones when C is unchanged, else zeros.
         """
         self._set(logits, label, class_names, student_logits)
+        self._update()
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback()`` after every redraw that a control or `set_logits` causes."""
+        self._listeners.append(callback)
+
+    def _update(self) -> None:
         self._redraw()
+        for callback in self._listeners:
+            callback()
 
     def load_preset(self, preset: Mapping[str, Any]) -> None:
         """Loads a preset dict (`explore.PRESET_WRONG_TEACHER` / `PRESET_RIGHT_TEACHER`) and redraws."""
@@ -173,7 +186,7 @@ class _DistillControls(Displayable):
             self.logits_text.value = ", ".join(f"{v:g}" for v in self.teacher_logits)
         finally:
             self._hold = False
-        self._redraw()
+        self._update()
 
     def _on_text(self, change: dict) -> None:
         if self._hold:
@@ -221,9 +234,9 @@ class RefineryExplorer(_DistillControls):
 
     def __init__(self, logits: Any = None, label: int | None = None, class_names: Sequence[str] | None = None,
                  temperature: float = 4.0, alpha_temperature: float = 4.0, alpha: float = 1.0,
-                 beta: float = 8.0, height: int = 560):
+                 beta: float = 8.0, height: int = 560, presets: bool = True):
         super().__init__(logits, label, class_names, temperature=temperature,
-                         alpha_temperature=alpha_temperature, alpha=alpha, beta=beta)
+                         alpha_temperature=alpha_temperature, alpha=alpha, beta=beta, presets=presets)
         fig = make_subplots(rows=2, cols=3, subplot_titles=[" "] * 6, vertical_spacing=0.18,
                             horizontal_spacing=0.06)
         self.trace: dict[str, int] = {}

@@ -30,6 +30,7 @@ from kit.rld.losses import (
     standardize_logits,
     swap_teacher_logits,
 )
+from kit.rld.mistakes import TeacherMistakes, mistake_outcomes, student_steps, teacher_mistakes
 from kit.rld.recipes import PairRecipe, canonical_network, pair_recipe
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "PairRecipe",
     "RLDConfig",
     "StudentResult",
+    "TeacherMistakes",
     "TeacherResult",
     "TrainResult",
     "accuracy_table",
@@ -50,6 +52,7 @@ __all__ = [
     "la_loss",
     "logit_standardization_hyper",
     "mcd_loss",
+    "mistake_outcomes",
     "pair_recipe",
     "preset",
     "rld_loss",
@@ -57,8 +60,10 @@ __all__ = [
     "scd_loss",
     "standardize_logits",
     "student_lr",
+    "student_steps",
     "swap_teacher_logits",
     "teacher_error_sweep",
+    "teacher_mistakes",
     "train",
     "train_student",
     "train_teacher",

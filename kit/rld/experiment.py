@@ -185,6 +185,13 @@ def build_teacher(cfg: RLDConfig, num_classes: int) -> nn.Module:
     return build_network(cfg, cfg.teacher, num_classes, "teacher")
 
 
+def build_student(cfg: RLDConfig, num_classes: int, seed: int) -> nn.Module:
+    """Return the student network of ``cfg`` freshly initialised from ``seed``: the start of every distillation
+    run (the global RNG is seeded first, as in :func:`build_teacher`)."""
+    torch.manual_seed(seed)
+    return build_network(cfg, cfg.student, num_classes, "student")
+
+
 def teacher_error_subset(cfg: RLDConfig, data: Dataset) -> Dataset:
     """Return the training images the teacher's error is measured on: all of ``data``, or a subset of
     ``cfg.teacher_error_samples`` images drawn with ``cfg.seed`` (ImageNet's 1.28 M images take hours)."""
@@ -252,8 +259,7 @@ class StudentResult:
 def train_student(cfg: RLDConfig, run: RunDir, method: str, seed: int, teacher: nn.Module | None,
                   data: SeriesData, callbacks: Sequence[Callback] = ()) -> StudentResult:
     """Return a :class:`StudentResult` for ``method`` distilled from ``teacher`` with ``seed`` (resumable in run)."""
-    torch.manual_seed(seed)
-    student = build_network(cfg, cfg.student, data.num_classes, "student")
+    student = build_student(cfg, data.num_classes, seed)
     lr = student_lr(cfg)
     steps_per_epoch = math.ceil(len(data.student_train) / cfg.batch_size)
     distiller = Distiller(student, teacher if method != "ce" else None, method, loss_hyper(cfg, method),

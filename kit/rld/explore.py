@@ -9,7 +9,6 @@ swapped, then KD). Everything is float64 and returned as numpy; no plotting here
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.rld import losses
+from kit.rld.checks import as_logit_vector, check_label, check_positive, check_real, check_weight
 
 __all__ = [
     "DIFFERENCES",
@@ -61,42 +61,6 @@ PRESET_RIGHT_TEACHER: dict[str, Any] = {
 }
 
 
-# --- input checks ------------------------------------------------------------------------------------------
-def as_logit_vector(x: Any, arg: str) -> Tensor:
-    """Returns one logit vector as a finite float64 tensor [C], C >= 2."""
-    try:
-        t = torch.as_tensor(x.detach().cpu() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{arg}: expected a vector of C real logits, got {type(x).__name__} ({err})") from err
-    t = t.to(torch.float64)
-    if t.ndim != 1 or t.numel() < 2:
-        raise ValueError(f"{arg}: expected a vector [C] with C >= 2 logits, got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{arg}: contains NaN or inf")
-    return t
-
-
-def check_label(label: Any, num_classes: int) -> int:
-    """Returns the label as an int after checking 0 <= label < num_classes."""
-    if isinstance(label, bool) or not isinstance(label, numbers.Integral):
-        raise ValueError(f"label: expected an int class index, got {label!r}")
-    if not 0 <= int(label) < num_classes:
-        raise ValueError(f"label: expected 0 <= label < {num_classes}, got {label}")
-    return int(label)
-
-
-def _positive(value: float, arg: str) -> float:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{arg}: expected a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _non_negative(value: float, arg: str) -> float:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{arg}: expected a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def _masked_softmax(z: Tensor, keep: Tensor) -> Tensor:
     """Returns softmax of z [C] over the classes where keep [C] is True, 0 elsewhere (all 0 if none kept)."""
     if not bool(keep.any()):
@@ -126,8 +90,8 @@ def method_targets(teacher_logits: Any, label: int, temperature: float = 4.0,
     t = as_logit_vector(teacher_logits, "teacher_logits")
     C = t.numel()
     y = check_label(label, C)
-    tau = _positive(temperature, "temperature")
-    tau_a = _positive(alpha_temperature, "alpha_temperature")
+    tau = check_positive("temperature", temperature)
+    tau_a = check_positive("alpha_temperature", alpha_temperature)
     m = int(torch.argmax(t))
     p_tau = torch.softmax(t / tau, dim=0)
     p_a = torch.softmax(t / tau_a, dim=0)
@@ -196,9 +160,9 @@ def per_class_gradients(student_logits: Any, teacher_logits: Any, label: int, *,
     if s0.numel() != t.numel():
         raise ValueError(f"student_logits: expected {t.numel()} logits (as teacher_logits), got {s0.numel()}")
     y = torch.tensor([check_label(label, t.numel())])
-    fns = _loss_fns(y, t[None], part, _positive(temperature, "temperature"),
-                    _positive(alpha_temperature, "alpha_temperature"), _non_negative(alpha, "alpha"),
-                    _non_negative(beta, "beta"))
+    fns = _loss_fns(y, t[None], part, check_positive("temperature", temperature),
+                    check_positive("alpha_temperature", alpha_temperature), check_weight("alpha", alpha),
+                    check_weight("beta", beta))
     out = {}
     for name, fn in fns.items():
         s = s0[None].clone().requires_grad_(True)
@@ -226,12 +190,6 @@ def gradient_cosines(student_logits: Any, teacher_logits: Any, label: int, **hyp
 
 
 # --- experiment results ------------------------------------------------------------------------------------
-def _real(v: Any, arg: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-        raise ValueError(f"{arg}: expected a finite number, got {v!r}")
-    return float(v)
-
-
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Returns (mean, sample std with ddof=1; 0 for a single value): the one summary of seeds the series uses."""
     a = np.asarray(values, dtype=np.float64)
@@ -254,12 +212,12 @@ def sweep_table(rows: Iterable[Mapping[str, Any]],
     for i, r in enumerate(rows):
         if not isinstance(r, Mapping) or not {"teacher_error", "method", "seed", "accuracy"} <= set(r):
             raise ValueError(f"rows: row {i} must be a dict with teacher_error, method, seed, accuracy; got {r!r}")
-        e = round(_real(r["teacher_error"], f"rows[{i}]['teacher_error']"), 12)
+        e = round(check_real(f"rows[{i}]['teacher_error']", r["teacher_error"]), 12)
         method = str(r["method"])
         key = (e, method, r["seed"])
         if key in acc:
             raise ValueError(f"rows: duplicate row for teacher_error={e}, method={method!r}, seed={r['seed']!r}")
-        acc[key] = _real(r["accuracy"], f"rows[{i}]['accuracy']")
+        acc[key] = check_real(f"rows[{i}]['accuracy']", r["accuracy"])
         if method not in methods:
             methods.append(method)
     if not acc:
@@ -308,8 +266,8 @@ def alpha_beta_grid(grid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for key, v in grid.items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise ValueError(f"grid: expected keys (alpha, beta), got {key!r}")
-            a, b = (_real(k, "grid key") for k in key)
-            vals = [_real(x, f"grid[{key!r}]") for x in (v if isinstance(v, (list, tuple, np.ndarray)) else [v])]
+            a, b = (check_real("grid key", k) for k in key)
+            vals = [check_real(f"grid[{key!r}]", x) for x in (v if isinstance(v, (list, tuple, np.ndarray)) else [v])]
             if not vals:
                 raise ValueError(f"grid[{key!r}]: expected at least one accuracy")
             cells[(a, b)] = float(np.mean(vals))

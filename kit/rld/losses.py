@@ -16,8 +16,6 @@ gradients.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from kit.rld.checks import check_logits, check_positive, check_target, check_weight, is_real
 
 METHODS = ("ce", "kd", "dkd", "la", "rld", "lr", "rc")
 
@@ -43,62 +43,18 @@ LS_WEIGHT = 9.0
 # ---------------------------------------------------------------- validation
 
 
-def _check_logits(name: str, logits: Tensor) -> None:
-    if not isinstance(logits, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor [B, C], got {type(logits).__name__}")
-    if logits.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [B, C], got shape {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}")
-    if logits.shape[0] < 1 or logits.shape[1] < 2:
-        raise ValueError(f"{name} needs at least 1 row and 2 classes, got shape {tuple(logits.shape)}")
-    if not bool(torch.isfinite(logits).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-
-
-def _check_target(target: Tensor, batch: int, num_classes: int) -> Tensor:
-    if not isinstance(target, Tensor):
-        raise ValueError(f"target must be a torch.Tensor [B] of class indices, got {type(target).__name__}")
-    if target.dim() != 1:
-        raise ValueError(f"target must be 1-D [B], got shape {tuple(target.shape)}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(f"target must have an integer dtype (class indices), got {target.dtype}")
-    if target.shape[0] != batch:
-        raise ValueError(f"target has {target.shape[0]} entries but the logits have batch size {batch}")
-    lo, hi = int(target.min()), int(target.max())
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(f"target must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
-    return target.long()
-
-
 def _check_inputs(logits_student: Tensor, logits_teacher: Tensor, target: Tensor | None = None):
     """Return (student, detached teacher in the student's dtype, int64 target or None) after validation."""
-    _check_logits("logits_student", logits_student)
-    _check_logits("logits_teacher", logits_teacher)
+    check_logits("logits_student", logits_student)
+    check_logits("logits_teacher", logits_teacher)
     if logits_student.shape != logits_teacher.shape:
         raise ValueError(
             f"logits_student {tuple(logits_student.shape)} and logits_teacher {tuple(logits_teacher.shape)} "
             "must have the same shape [B, C]"
         )
     t = logits_teacher.detach().to(logits_student.dtype)
-    y = None if target is None else _check_target(target, *logits_student.shape)
+    y = None if target is None else check_target(target, *logits_student.shape)
     return logits_student, t, y
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_positive(name: str, value: float) -> float:
-    if not _is_real(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_weight(name: str, value: float) -> float:
-    if not _is_real(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -200,8 +156,8 @@ def _rc(s: Tensor, y: Tensor, temperature: float) -> Tensor:
 
 def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
     """Return the row-wise z-scored logits [B, C]: (z - mean) / (eps + std), std unbiased (arXiv:2403.01427)."""
-    _check_logits("logits", logits)
-    _check_positive("eps", eps)
+    check_logits("logits", logits)
+    check_positive("eps", eps)
     mean = logits.mean(dim=1, keepdim=True)
     return (logits - mean) / (eps + logits.std(dim=1, keepdim=True))
 
@@ -209,7 +165,7 @@ def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
 def kd_loss(logits_student: Tensor, logits_teacher: Tensor, temperature: float = 4.0) -> Tensor:
     """Return the KD loss tau^2 KL(softmax(z^t/tau) || softmax(z^s/tau)), batch mean (0-dim)."""
     s, t, _ = _check_inputs(logits_student, logits_teacher)
-    return _kd(s, t, _check_positive("temperature", temperature))
+    return _kd(s, t, check_positive("temperature", temperature))
 
 
 def dkd_parts(
@@ -221,7 +177,7 @@ def dkd_parts(
     softmaxes renormalised to those classes.
     """
     s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    return _dkd_parts(s, t, y, _check_positive("temperature", temperature))
+    return _dkd_parts(s, t, y, check_positive("temperature", temperature))
 
 
 def dkd_loss(
@@ -234,7 +190,7 @@ def dkd_loss(
 ) -> Tensor:
     """Return the DKD loss alpha * TCKD + beta * NCKD (0-dim), without CE and warm-up."""
     tckd, nckd = dkd_parts(logits_student, logits_teacher, target, temperature)
-    return _check_weight("alpha", alpha) * tckd + _check_weight("beta", beta) * nckd
+    return check_weight("alpha", alpha) * tckd + check_weight("beta", beta) * nckd
 
 
 def rld_mask(logits_teacher: Tensor, target: Tensor) -> Tensor:
@@ -242,8 +198,8 @@ def rld_mask(logits_teacher: Tensor, target: Tensor) -> Tensor:
 
     M = {c : z^t_c >= z^t_y}, ties included; it depends on the teacher only and is applied to both models.
     """
-    _check_logits("logits_teacher", logits_teacher)
-    y = _check_target(target, *logits_teacher.shape)
+    check_logits("logits_teacher", logits_teacher)
+    y = check_target(target, *logits_teacher.shape)
     return _rld_mask(logits_teacher.detach(), y)
 
 
@@ -256,7 +212,7 @@ def scd_loss(
     both at temperature tau_a; its gradient w.r.t. z^s_y is tau_a (p^s_y - p^t_m) / B.
     """
     s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    return _scd(s, t, y, _check_positive("alpha_temperature", alpha_temperature))
+    return _scd(s, t, y, check_positive("alpha_temperature", alpha_temperature))
 
 
 def mcd_loss(
@@ -268,7 +224,7 @@ def mcd_loss(
     ranks strictly below y). A row with y ranked last contributes exactly 0; masked classes get no gradient.
     """
     s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    return _mcd(s, t, y, _check_positive("temperature", temperature))
+    return _mcd(s, t, y, check_positive("temperature", temperature))
 
 
 def rld_parts(
@@ -280,8 +236,8 @@ def rld_parts(
 ) -> tuple[Tensor, Tensor]:
     """Return (SCD, MCD) of RLD (arXiv:2408.07703), each 0-dim."""
     s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    scd = _scd(s, t, y, _check_positive("alpha_temperature", alpha_temperature))
-    return scd, _mcd(s, t, y, _check_positive("temperature", temperature))
+    scd = _scd(s, t, y, check_positive("alpha_temperature", alpha_temperature))
+    return scd, _mcd(s, t, y, check_positive("temperature", temperature))
 
 
 def rld_loss(
@@ -299,7 +255,7 @@ def rld_loss(
     alpha_temperature == temperature.
     """
     scd, mcd = rld_parts(logits_student, logits_teacher, target, temperature, alpha_temperature)
-    return _check_weight("alpha", alpha) * scd + _check_weight("beta", beta) * mcd
+    return check_weight("alpha", alpha) * scd + check_weight("beta", beta) * mcd
 
 
 def swap_teacher_logits(logits_teacher: Tensor, target: Tensor) -> Tensor:
@@ -307,8 +263,8 @@ def swap_teacher_logits(logits_teacher: Tensor, target: Tensor) -> Tensor:
 
     Rows where the teacher is already right are unchanged; the result is detached.
     """
-    _check_logits("logits_teacher", logits_teacher)
-    y = _check_target(target, *logits_teacher.shape)
+    check_logits("logits_teacher", logits_teacher)
+    y = check_target(target, *logits_teacher.shape)
     return _swap(logits_teacher.detach(), y)
 
 
@@ -317,7 +273,7 @@ def la_loss(
 ) -> Tensor:
     """Return the LA loss: KD (0-dim) towards the swapped teacher logits of ``swap_teacher_logits``."""
     s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    return _kd(s, _swap(t, y), _check_positive("temperature", temperature))
+    return _kd(s, _swap(t, y), check_positive("temperature", temperature))
 
 
 def lr_parts(logits_student: Tensor, logits_teacher: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -342,9 +298,9 @@ def rc_loss(logits_student: Tensor, target: Tensor, temperature: float = 4.0) ->
 
     r is the detached student logits with r_y := z^s_y + max_c z^s_c (the true class pushed to the top).
     """
-    _check_logits("logits_student", logits_student)
-    y = _check_target(target, *logits_student.shape)
-    return _rc(logits_student, y, _check_positive("temperature", temperature))
+    check_logits("logits_student", logits_student)
+    y = check_target(target, *logits_student.shape)
+    return _rc(logits_student, y, check_positive("temperature", temperature))
 
 
 # ---------------------------------------------------------------- training objective
@@ -352,9 +308,9 @@ def rc_loss(logits_student: Tensor, target: Tensor, temperature: float = 4.0) ->
 
 def warmup_factor(epoch: float, warmup_epochs: float) -> float:
     """Return the distillation warm-up factor min(epoch / warmup_epochs, 1), epoch counted from 1."""
-    if not _is_real(epoch) or epoch < 1:
+    if not is_real(epoch) or epoch < 1:
         raise ValueError(f"epoch is counted from 1 and must be a finite number >= 1, got {epoch!r}")
-    _check_weight("warmup_epochs", warmup_epochs)
+    check_weight("warmup_epochs", warmup_epochs)
     return 1.0 if warmup_epochs == 0 else min(epoch / warmup_epochs, 1.0)
 
 
@@ -402,20 +358,20 @@ def distillation_objective(
     if logits_teacher is None:
         if method != "ce":
             raise ValueError(f"logits_teacher is required for method {method!r}")
-        _check_logits("logits_student", logits_student)
-        s, t, y = logits_student, None, _check_target(target, *logits_student.shape)
+        check_logits("logits_student", logits_student)
+        s, t, y = logits_student, None, check_target(target, *logits_student.shape)
     else:
         s, t, y = _check_inputs(logits_student, logits_teacher, target)
-    tau = _check_positive("temperature", temperature)
-    tau_a = tau if alpha_temperature is None else _check_positive("alpha_temperature", alpha_temperature)
-    alpha, beta = _check_weight("alpha", alpha), _check_weight("beta", beta)
+    tau = check_positive("temperature", temperature)
+    tau_a = tau if alpha_temperature is None else check_positive("alpha_temperature", alpha_temperature)
+    alpha, beta = check_weight("alpha", alpha), check_weight("beta", beta)
     kd_ce_weight, kd_weight = (
-        _check_weight("kd_ce_weight", kd_ce_weight),
-        _check_weight("kd_weight", kd_weight),
+        check_weight("kd_ce_weight", kd_ce_weight),
+        check_weight("kd_weight", kd_weight),
     )
-    rc_kd_weight, rc_weight = _check_weight("rc_kd_weight", rc_kd_weight), _check_weight("rc_weight", rc_weight)
+    rc_kd_weight, rc_weight = check_weight("rc_kd_weight", rc_kd_weight), check_weight("rc_weight", rc_weight)
     default_ce = {"kd": kd_ce_weight, "la": 0.0}.get(method, 1.0)
-    w_ce = default_ce if ce_weight is None else _check_weight("ce_weight", ce_weight)
+    w_ce = default_ce if ce_weight is None else check_weight("ce_weight", ce_weight)
     warm = warmup_factor(epoch, warmup_epochs)
 
     ce = F.cross_entropy(s, y)
@@ -467,13 +423,13 @@ class DistillHyper:
     rc_weight: float = RC_WEIGHT
 
     def __post_init__(self) -> None:
-        _check_positive("temperature", self.temperature)
+        check_positive("temperature", self.temperature)
         if self.alpha_temperature is not None:
-            _check_positive("alpha_temperature", self.alpha_temperature)
+            check_positive("alpha_temperature", self.alpha_temperature)
         for name in ("alpha", "beta", "warmup_epochs", "kd_ce_weight", "kd_weight", "rc_kd_weight", "rc_weight"):
-            _check_weight(name, getattr(self, name))
+            check_weight(name, getattr(self, name))
         if self.ce_weight is not None:
-            _check_weight("ce_weight", self.ce_weight)
+            check_weight("ce_weight", self.ce_weight)
 
     def objective(
         self, method: str, logits_student: Tensor, logits_teacher: Tensor | None, target: Tensor, epoch: float
@@ -511,8 +467,8 @@ def logit_standardization_hyper(
     out = asdict(DistillHyper(**dict(hyper or {})))
     if method == "ce":
         return out
-    tau = _check_positive("temperature", temperature)
-    w = _check_weight("weight", weight)
+    tau = check_positive("temperature", temperature)
+    w = check_weight("weight", weight)
     out["logit_standardization"] = True
     out["temperature"] = tau
     if method == "kd":

@@ -85,3 +85,24 @@ def gradient_markdown(rows: dict[str, dict[str, float]], true_class: dict[str, d
     tc += [f"| {k} | " + " | ".join(f"{r[m]:+.3f}" for m in names) + " |" for k, r in true_class.items()]
     return ("**cos(grad CE, grad term)**\n\n" + "\n".join(cos) + "\n\n**dL/dz_y on the true class** (negative = "
             "pushes the true logit up, with CE)\n\n" + "\n".join(tc))
+
+
+def mistake_steps_markdown(outcome: dict[str, Any]) -> str:
+    """The counts of ``kit.rld.mistakes.mistake_outcomes`` as Markdown: per method, on how many of the teacher's
+    mistakes the student's top-1 is the true class, and the teacher's wrong class, after the steps; then one line
+    per digit."""
+    methods = list(outcome["true_top1"])
+    n = outcome["n_mistakes"]
+    head = (f"{outcome['steps']} SGD steps (lr {outcome['lr']:g}) on each of the teacher's {n} test mistakes, every "
+            f"method from the seed-{outcome['seed']} student (true class on top at the start: "
+            f"{outcome['start_true_top1']} of {n}).\n\n")
+    lines = ["| after the steps | " + " | ".join(m.upper() for m in methods) + " |", "|---|" + "---|" * len(methods),
+             "| student's top-1 = true class | " + " | ".join(f"{outcome['true_top1'][m]} / {n}" for m in methods)
+             + " |",
+             "| student's top-1 = teacher's wrong class | "
+             + " | ".join(f"{outcome['teacher_top1'][m]} / {n}" for m in methods) + " |"]
+    digits = ["| test digit | label | teacher | " + " | ".join(m.upper() for m in methods) + " |",
+              "|---|---|---|" + "---|" * len(methods)]
+    digits += [f"| #{r['index']} | {r['label']} | {r['teacher_class']} | "
+               + " | ".join(str(r["final_top1"][m]) for m in methods) + " |" for r in outcome["digits"]]
+    return head + "\n".join(lines) + "\n\n**the student's top-1 after the steps, per digit**\n\n" + "\n".join(digits)

@@ -28,7 +28,7 @@ EXPECTED_KEYS = {
     "trajectory/03_explore": {"config", "regularity_digits", "gits_schedule_digits", "boomerang"},
     "rld/01_train": {"config", "accuracy", "students"},
     "rld/02_evaluate": {"config", "accuracy", "teacher", "sweep", "sweep_summary", "alpha_beta"},
-    "rld/03_explore": {"gradient_cosines", "true_class_gradient"},
+    "rld/03_explore": {"gradient_cosines", "true_class_gradient", "mistake_steps"},
     "t2i/01_train": {"config", "trained", "committed_samples"},
     "t2i/02_evaluate": {"config", "adherence", "gits_t2i", "attention_localisation"},
     "t2i/03_explore": {"config", "explored_prompt", "word_swap"},
@@ -118,6 +118,10 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "rld" and path.stem == "03_explore":
         wrong = metrics["true_class_gradient"]["wrong teacher"]
         assert wrong["KD"] > 0 > wrong["RLD"]  # KD pushes the true logit down on a wrong teacher, RLD up
+        steps = metrics["mistake_steps"]  # the committed teacher's 14 test mistakes, 20 SGD steps from one student
+        n = steps["n_mistakes"]  # measured: RLD ends on the true class on 14 / 14, KD on 2 / 14 (on the teacher's 11)
+        assert n == 14 and steps["true_top1"]["rld"] >= n - 2 and steps["true_top1"]["kd"] <= 4
+        assert steps["teacher_top1"]["kd"] >= n // 2 and steps["teacher_top1"]["rld"] <= 1
     if path.parent.name == "multiedits" and path.stem == "02_evaluate":
         assert float(metrics["identity"]["psnr"]) >= 30.0  # the identity edit returns the source (issue 11's bar; inf is stored as "inf")
         table = {(r["method"], r["n_aspects"]) for r in metrics["summary"]}
