@@ -7,6 +7,7 @@
 - `StatsView`: deviation from the chord, distances to the final sample, cos(eps, x - x_end) against sigma.
 - `CostMatrixView`: the GITS cost matrix, its dynamic-programming path and the schedule it gives.
 - `error_vs_nfe_figure` / `ErrorTableView`: sampling error per solver x schedule x NFE.
+- `gap_figure`: a trained denoiser's RMS error, the optimal denoiser's and their gap, against sigma (01_train).
 - `DigitStrips`: the sampling row x_sigma and the denoising row D(x_sigma) of one sample, as images.
 
 The numbers come from `kit.trajectory.explore`; these classes only draw them. Each has `.widget` and
@@ -36,10 +37,11 @@ from kit.trajectory.explore import (
 )
 from kit.trajectory.gits import METRICS, GITSSearch, dp_path
 from widgets.common import ImageGrid, StepPlayer
+from widgets.figures import lines
 from widgets.viz import Displayable, FigureWidget, to_numpy
 
-__all__ = ["CostMatrixView", "DigitStrips", "ErrorTableView", "ProjectionView", "StatsView",
-           "Trajectory2DExplorer", "error_vs_nfe_figure"]
+__all__ = ["BoomerangView", "CostMatrixView", "DigitStrips", "ErrorTableView", "ProjectionView", "StatsView",
+           "Trajectory2DExplorer", "error_vs_nfe_figure", "gap_figure"]
 
 _COLORS = qualitative.Plotly
 
@@ -514,6 +516,17 @@ def error_vs_nfe_figure(rows: Sequence[Mapping[str, Any]], denoiser: str | None 
     fig.update_layout(title=dict(text=f"sampling error vs NFE ({denoiser})"), height=120 + 260 * n_rows,
                       margin=dict(l=50, r=10, t=60, b=40))
     return fig
+
+
+def gap_figure(gap: Mapping[str, Sequence[float]], name: str) -> go.Figure:
+    """Returns the RMS errors of `kit.trajectory.model.denoiser_gap` ({"sigma", "gap", "learned", "optimal"})
+    against sigma (log x), the optimal denoiser's dotted."""
+    missing = {"sigma", "gap", "learned", "optimal"} - set(gap)
+    if missing:
+        raise ValueError(f"gap: missing keys {sorted(missing)} (expected denoiser_gap's output)")
+    return lines(gap["sigma"], {k: gap[k] for k in ("gap", "learned", "optimal")}, log_x=True,
+                 title=f"{name}: RMS error over sigma", x_title="sigma", y_title="RMS per coordinate",
+                 dash={"optimal": "dot"})
 
 
 def _error_table_html(rows: list[dict], lines: Sequence[str]) -> str:

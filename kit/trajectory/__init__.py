@@ -2,9 +2,25 @@
 (Chen et al., "On the Trajectory Regularity of ODE-based Diffusion Sampling", ICML 2024, arXiv:2405.11326)."""
 
 from kit.trajectory.config import TrajectoryConfig, preset
-from kit.trajectory.evaluation import RECOMMENDED_SCHEDULE, EvalResult, evaluate, summarize
-from kit.trajectory.experiment import TrainResult, build_denoisers, load_pretrained, load_trained, train
+from kit.trajectory.evaluation import (
+    RECOMMENDED_SCHEDULE,
+    EvalResult,
+    claims,
+    evaluate,
+    paper_setting_rows,
+    summarize,
+)
+from kit.trajectory.experiment import (
+    TrainResult,
+    build_denoisers,
+    load_pretrained,
+    load_trained,
+    pretrained_summary,
+    train,
+    train_summary,
+)
 from kit.trajectory.export import apply_schedule, to_diffusers_sigmas, to_diffusers_timesteps
+from kit.trajectory.fid import fid_against, inception_features
 from kit.trajectory.gits import (
     GITSSearch,
     cost_matrix,
@@ -29,20 +45,26 @@ __all__ = [
     "apply_schedule",
     "build_denoisers",
     "chord_deviation",
+    "claims",
     "cost_matrix",
     "dp_path",
     "evaluate",
     "explained_variance_after_chord",
+    "fid_against",
     "gits_schedule",
     "gits_search",
+    "inception_features",
     "load_pretrained",
     "load_trained",
+    "paper_setting_rows",
     "preset",
+    "pretrained_summary",
     "project_trajectory",
     "summarize",
     "teacher_trajectory",
     "to_diffusers_sigmas",
     "to_diffusers_timesteps",
     "train",
+    "train_summary",
     "trajectory_stats",
 ]

@@ -52,6 +52,7 @@ class TrajectoryConfig:
     gits_metric_sweep: tuple[str, ...] = ("dev", "l2")  # extra GITS rows with these cost metrics
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    fid: bool = False  # also score image samples by FID (torchmetrics' Inception, used only where its weights are local)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -90,6 +91,7 @@ PRESETS = {
         "bandwidth": 0.3,
         "checkpoint_every": 2000,
         "coeff_sweep": (0.9, 1.0, 1.3),
+        "fid": True,
     },
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from kit.core import RunDir
+from kit.core import RunDir, pick_device
 from kit.diffusion.schedules import edm_sigmas, get_schedule
 from kit.diffusion.solvers import sample, steps_for_nfe
 from kit.trajectory.config import TrajectoryConfig
@@ -22,6 +22,7 @@ from kit.trajectory.experiment import (
     load_trained,
     train,
 )
+from kit.trajectory.fid import fid_against, inception_features, inception_weights_path
 from kit.trajectory.gits import GITSSearch, cost_matrix_from_teacher, gits_search
 from kit.trajectory.measures import sliced_wasserstein
 
@@ -61,6 +62,12 @@ def _mean_l2(a: Tensor, b: Tensor) -> float:
     return float((a - b).reshape(a.shape[0], -1).norm(dim=1).mean())
 
 
+def paper_setting_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the rows of the fixed schedules and of GITS in the paper's setting (``variant == "paper"``): the
+    comparison the paper makes, without the GITS rows of the metric x coeff sweep."""
+    return [r for r in rows if r["schedule"] != "gits" or r.get("variant") == "paper"]
+
+
 def searches_for_case(cfg: TrajectoryConfig, case: DenoiserCase) -> dict[str, GITSSearch]:
     """Return {metric: GITSSearch} for the case's primary metric and ``cfg.gits_metric_sweep``.
 
@@ -80,8 +87,8 @@ def searches_for_case(cfg: TrajectoryConfig, case: DenoiserCase) -> dict[str, GI
 
 
 @torch.no_grad()
-def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = None
-                  ) -> tuple[list[dict], dict[str, GITSSearch], dict]:
+def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = None,
+                  fid_feature: torch.nn.Module | None = None) -> tuple[list[dict], dict[str, GITSSearch], dict]:
     """Return (rows, {metric: GITS search}, reference info) for one denoiser.
 
     Each row is {denoiser, solver, schedule, nfe, metric, coeff, variant, error, sw, basin}: ``error`` the mean L2
@@ -89,7 +96,9 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
     the two sample sets (a distribution-level distance). GITS rows carry
     ``variant="paper"`` for the paper's setting (the case's primary metric at ``cfg.coeff``) and ``"sweep"``
     for the other metrics and coeffs; ``basin`` is the share of samples ending nearest to the same training
-    point as the reference (memorising denoisers only).
+    point as the reference (memorising denoisers only). With ``fid_feature`` (:func:`kit.trajectory.fid.
+    inception_features`) and images [C, H, W] in [-1, 1], the rows of :func:`paper_setting_rows` also carry ``fid``:
+    torchmetrics' FID between the few-step and the reference samples.
     """
     lo, hi = case.sigma_min, case.sigma_max
     x0 = noises(case, cfg.n_eval, cfg.seed + EVAL_SEED_OFFSET, hi)
@@ -98,6 +107,9 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
     ref_info = {"steps": cfg.ref_steps, "error_vs_half_steps": _mean_l2(ref, half)}
     ref_basin = None if case.data is None else case.data.nearest_index(ref)
     searches = searches_for_case(cfg, case)
+    fid = None
+    if fid_feature is not None and len(case.shape) == 3:
+        fid = fid_against(ref, fid_feature, device=pick_device(cfg.device))
     coeffs = sorted(set(cfg.coeff_sweep) | {cfg.coeff})
     base = {"denoiser": case.name, "metric": None, "coeff": None, "variant": None}
     rows = []
@@ -120,8 +132,11 @@ def evaluate_case(cfg: TrajectoryConfig, case: DenoiserCase, progress: Any = Non
                 basin = None
                 if ref_basin is not None:
                     basin = float((case.data.nearest_index(x) == ref_basin).double().mean())
-                rows.append({**base, **fields, "solver": solver, "nfe": nfe, "error": _mean_l2(x, ref),
-                             "sw": sliced_wasserstein(x, ref, seed=cfg.seed), "basin": basin})
+                row = {**base, **fields, "solver": solver, "nfe": nfe, "error": _mean_l2(x, ref),
+                       "sw": sliced_wasserstein(x, ref, seed=cfg.seed), "basin": basin}
+                if fid is not None and row["variant"] != "sweep":
+                    row["fid"] = fid(x)
+                rows.append(row)
             if progress is not None:
                 progress.update(1)
     return rows, searches, ref_info
@@ -143,10 +158,11 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
                 c["paper"] = r["error"]
         else:
             c["fixed"][r["schedule"]] = r["error"]
-    sws: dict[tuple, dict] = {}
-    for r in rows:
-        if r["error"] is not None and r.get("sw") is not None and (r["schedule"] != "gits" or r["variant"] == "paper"):
-            sws.setdefault((r["denoiser"], r["solver"], r["nfe"]), {})[r["schedule"]] = r["sw"]
+    dist: dict[str, dict[tuple, dict]] = {"sw": {}, "fid": {}}  # distribution-level distances, paper setting
+    for r in paper_setting_rows(rows):
+        for key, by_cell in dist.items():
+            if r["error"] is not None and r.get(key) is not None:
+                by_cell.setdefault((r["denoiser"], r["solver"], r["nfe"]), {})[r["schedule"]] = r[key]
     for (den, solver, nfe), c in sorted(cells.items()):
         if not c["fixed"] or "paper" not in c:
             continue
@@ -157,12 +173,15 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
         rec = c["fixed"].get(rec_name)
         d = out.setdefault(den, {"cells": [], "cells_total": 0, "wins": 0, "wins_best_variant": 0,
                                  "wins_vs_recommended": 0, "cells_with_recommended": 0})
-        d["cells"].append({"solver": solver, "nfe": nfe, "recommended": rec_name, "recommended_error": rec,
-                           "best_fixed": best_name, "best_fixed_error": best, "gits_error": gits,
-                           "ratio_to_best_fixed": gits / best if best > 0 else math.inf,
-                           "best_variant": best_variant, "gits_best_variant_error": c["gits"][best_variant],
-                           "gits_sw": sws.get((den, solver, nfe), {}).get("gits"),
-                           "recommended_sw": sws.get((den, solver, nfe), {}).get(rec_name)})
+        cell = {"solver": solver, "nfe": nfe, "recommended": rec_name, "recommended_error": rec,
+                "best_fixed": best_name, "best_fixed_error": best, "gits_error": gits,
+                "ratio_to_best_fixed": gits / best if best > 0 else math.inf,
+                "best_variant": best_variant, "gits_best_variant_error": c["gits"][best_variant]}
+        for key, by_cell in dist.items():
+            values = by_cell.get((den, solver, nfe), {})
+            if key == "sw" or values:
+                cell[f"gits_{key}"], cell[f"recommended_{key}"] = values.get("gits"), values.get(rec_name)
+        d["cells"].append(cell)
         d["cells_total"] += 1
         d["wins"] += gits < best
         d["wins_best_variant"] += c["gits"][best_variant] < best
@@ -175,8 +194,9 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
 def claims(summary: dict[str, Any], nfes: tuple[int, ...] = CLAIM_NFES,
            denoisers: tuple[str, ...] = EXACT_DENOISERS) -> dict[str, dict[str, Any]]:
     """What GITS (the paper's setting) does at ``nfes`` on each exact denoiser of ``summary``: the cells, how many it
-    wins against the solver's recommended schedule (L2 to the reference and sliced Wasserstein) and against the best
-    fixed schedule, and the median error ratios GITS / recommended and GITS / best fixed (below 1: GITS better)."""
+    wins against the solver's recommended schedule (L2 to the reference, sliced Wasserstein, and FID where the cells
+    have it: ``wins_vs_recommended_fid`` of ``cells_fid``) and against the best fixed schedule, and the median error
+    ratios GITS / recommended and GITS / best fixed (below 1: GITS better)."""
     out = {}
     for den in denoisers:
         if den not in summary:
@@ -185,13 +205,15 @@ def claims(summary: dict[str, Any], nfes: tuple[int, ...] = CLAIM_NFES,
         if not cs:
             continue
         to_rec = [c["gits_error"] / c["recommended_error"] for c in cs]
-        sw = [c for c in cs if c.get("gits_sw") is not None and c.get("recommended_sw") is not None]
         out[den] = {"nfes": list(nfes), "cells": len(cs), "wins_vs_recommended": sum(r < 1 for r in to_rec),
-                    "median_ratio_to_recommended": _median(to_rec),
-                    "wins_vs_recommended_sw": sum(c["gits_sw"] < c["recommended_sw"] for c in sw),
-                    "cells_sw": len(sw),
-                    "wins_vs_best_fixed": sum(c["ratio_to_best_fixed"] < 1 for c in cs),
-                    "median_ratio_to_best_fixed": _median([c["ratio_to_best_fixed"] for c in cs])}
+                    "median_ratio_to_recommended": _median(to_rec)}
+        for key in ("sw", "fid"):
+            both = [c for c in cs if c.get(f"gits_{key}") is not None and c.get(f"recommended_{key}") is not None]
+            if key == "sw" or both:
+                out[den][f"wins_vs_recommended_{key}"] = sum(c[f"gits_{key}"] < c[f"recommended_{key}"] for c in both)
+                out[den][f"cells_{key}"] = len(both)
+        out[den].update({"wins_vs_best_fixed": sum(c["ratio_to_best_fixed"] < 1 for c in cs),
+                         "median_ratio_to_best_fixed": _median([c["ratio_to_best_fixed"] for c in cs])})
     return out
 
 
@@ -201,12 +223,28 @@ def _median(v: list[float]) -> float:
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
+def fid_setup(cfg: TrajectoryConfig) -> tuple[torch.nn.Module | None, dict[str, Any] | None]:
+    """Return (the Inception feature extractor or None, what to record as "fid"; None when ``cfg.fid`` is off).
+
+    The record says whether FID is computed and, if not, why (``fid: null`` and ``reason``): the evaluation then
+    ranks the image samples by the sliced Wasserstein distance alone."""
+    if not cfg.fid:
+        return None, None
+    feature, reason = inception_features()
+    return feature, {"fid": "computed" if feature is not None else None, "reason": reason,
+                     "weights": str(inception_weights_path()),
+                     "between": "the few-step samples and the reference (exact-ODE) samples from the same noises, "
+                                "per solver x schedule x NFE cell (the paper-setting rows)",
+                     "distribution_metric": "fid" if feature is not None else "sliced_wasserstein"}
+
+
 def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None = None,
              train_run: RunDir | None = None) -> EvalResult:
     """Return an :class:`EvalResult` for every denoiser in ``cfg.denoisers``; records everything in ``run``.
 
     The "trained" denoiser is ``model`` if given, else loaded from ``train_run`` (01_train's output), else trained
-    (or resumed) in ``run.sub("model_digits")``.
+    (or resumed) in ``run.sub("model_digits")``. With ``cfg.fid`` (the full preset) image samples are also scored
+    by FID where torchmetrics' Inception weights are on this machine (:func:`fid_setup`).
     """
     from tqdm.auto import tqdm
 
@@ -216,12 +254,15 @@ def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None =
         else:
             model = train(cfg, run.sub("model_digits"), dataset="digits").model
     cases = build_denoisers(cfg, trained=model)
+    fid_feature, fid_record = fid_setup(cfg)
+    if fid_record is not None:
+        run.record("fid", fid_record)
     rows, searches, refs = [], {}, {}
     n_cells = len(cases) * len(cfg.solvers) * len(cfg.nfes)
     t0 = time.perf_counter()
     with tqdm(total=n_cells, desc="solver x NFE cells") as bar:
         for case in cases:
-            r, case_searches, ref = evaluate_case(cfg, case, bar)
+            r, case_searches, ref = evaluate_case(cfg, case, bar, fid_feature=fid_feature)
             rows += r
             searches[case.name] = case_searches[case.metric]
             refs[case.name] = ref
@@ -235,5 +276,7 @@ def evaluate(cfg: TrajectoryConfig, run: RunDir, model: torch.nn.Module | None =
                                  "vs_best_fixed_schedule": v["wins"],
                                  "vs_best_fixed_best_gits_variant": v["wins_best_variant"]} for k, v in summary.items()})
     run.record("gits_claims", claims(summary))
+    if "pretrained" in summary:  # the real model (full preset): the same headline on its own ODE
+        run.record("gits_claims_pretrained", claims(summary, denoisers=("pretrained",)))
     run.record("evaluate_seconds", round(time.perf_counter() - t0, 2))
     return EvalResult(rows, searches, summary, refs, cases)

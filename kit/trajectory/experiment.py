@@ -1,8 +1,10 @@
 """Entry points of the trajectory series: ``train`` (01), ``evaluate`` (02) and the pieces 03 explores.
 
-``evaluate`` measures what the paper's FID tables measure, without FID: for every denoiser, solver, time schedule
-and NFE it integrates the probability-flow ODE from the same noises and reports the mean L2 distance of the
-samples to an accurate reference solution (Heun with ``ref_steps`` EDM steps). GITS schedules (Sec. 4 of
+``evaluate`` (`kit.trajectory.evaluation`) measures what the paper's FID tables measure, offline without FID: for
+every denoiser, solver, time schedule and NFE it integrates the probability-flow ODE from the same noises and
+reports the mean L2 distance of the samples to an accurate reference solution (Heun with ``ref_steps`` EDM steps)
+and the sliced Wasserstein distance between the two sample sets; the full preset adds FID on image samples where
+torchmetrics' Inception weights are local (`kit.trajectory.fid`). GITS schedules (Sec. 4 of
 arXiv:2405.11326) come from one search per denoiser on warmup noises drawn with a seed disjoint from the
 evaluation noises.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
@@ -77,6 +80,32 @@ def train(cfg: TrajectoryConfig, run: RunDir, dataset: str | None = None,
     run.record("train_seconds", round(result.seconds, 2))
     run.record("gap_to_optimal", gap)
     return TrainResult(trained, dataset, result, gap)
+
+
+def train_summary(result: TrainResult) -> dict[str, Any]:
+    """Return what 01_train records per dataset: the final loss, steps, seconds, the gap to the optimal denoiser at the
+    smallest and the middle sigma and its maximum, and where the network is nearest the optimal one relative to its
+    own error (``min_gap_over_learned`` at ``sigma_at_min_gap_over_learned``), and that ratio at the smallest sigma,
+    where the optimal denoiser returns the nearest training point (``gap_over_learned_at_smallest_sigma``, about 1
+    for a network that does not memorise)."""
+    gap = result.gap
+    i_small, i_mid = 0, len(gap["sigma"]) // 2
+    ratio = [g / max(e, 1e-12) for g, e in zip(gap["gap"], gap["learned"])]
+    i_best = min(range(len(ratio)), key=ratio.__getitem__)
+    losses = [e["loss"] for e in result.fit.history if e["kind"] == "train"]
+    return {"final_loss": losses[-1] if losses else None, "steps": result.fit.step,
+            "seconds": round(result.fit.seconds, 1),
+            f"gap_at_sigma_{gap['sigma'][i_small]:.3g}": gap["gap"][i_small],
+            f"gap_at_sigma_{gap['sigma'][i_mid]:.3g}": gap["gap"][i_mid],
+            "max_gap": max(gap["gap"]),
+            "gap_over_learned_at_smallest_sigma": ratio[i_small],
+            "min_gap_over_learned": ratio[i_best], "sigma_at_min_gap_over_learned": gap["sigma"][i_best]}
+
+
+def pretrained_summary(denoiser: Any, path_or_id: str) -> dict[str, Any]:
+    """Return {"id", "parameters", "sigma_range"} of a :func:`load_pretrained` denoiser (01_train's record)."""
+    return {"id": path_or_id, "parameters": sum(p.numel() for p in denoiser.unet.parameters()),
+            "sigma_range": [denoiser.sigma_min, denoiser.sigma_max]}
 
 
 def load_trained(cfg: TrajectoryConfig, run: RunDir, dataset: str = "digits") -> torch.nn.Module:

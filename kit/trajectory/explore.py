@@ -20,12 +20,17 @@ from kit.trajectory.gits import GITSSearch, cost_matrix_from_teacher
 from kit.trajectory.measures import explained_variance_after_chord, project_trajectory, trajectory_stats
 
 __all__ = [
+    "boomerang_summary",
     "boomerangs",
+    "explore_regularity",
     "explored_denoiser",
+    "explored_name",
+    "gits_on_trajectory",
     "BASELINE_SCHEDULES",
     "cost_for_metric",
     "log_abs_cost",
     "projection_with_steps",
+    "regularity_summary",
     "sample_trajectories",
     "schedule_curves",
     "stats_vs_sigma",
@@ -304,6 +309,14 @@ def explored_denoiser(cfg: Any):
     return build_denoisers(dataclasses.replace(cfg, denoisers=("kde",), dataset=dataset))[0]
 
 
+def explored_name(case: Any) -> str:
+    """Return the name 03_explore records its regularity under: "digits" (the offline default), "cifar10" (the KDE
+    denoiser of CIFAR-10 under ``data_dir``) or the case's own name ("pretrained")."""
+    if case.name == "kde":
+        return "digits" if tuple(case.shape) == (64,) else "cifar10"
+    return case.name
+
+
 def boomerangs(xs: Any, denoised: Any, n: int | None = None) -> dict[str, np.ndarray]:
     """The paper's overlay of many trajectories (Fig. 4 of arXiv:2405.11326): each sampling trajectory ``xs[:, i]``
     in its own chord + 2-PC frame (`measures.project_trajectory`), divided by its chord length so that every one runs
@@ -331,3 +344,45 @@ def boomerangs(xs: Any, denoised: Any, n: int | None = None) -> dict[str, np.nda
         expl.append(ratio.numpy())
         chords.append(chord)
     return {"x": np.stack(out_x), "D": np.stack(out_d), "explained": np.stack(expl), "chord": np.array(chords)}
+
+
+def boomerang_summary(b: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Return {"n", "max_distance_to_mean_curve", "explained_top2_min"} of :func:`boomerangs` output: how far any
+    point of any unit-chord trajectory lies from the mean curve (small: every sample traces the same boomerang)."""
+    x = np.asarray(b["x"], dtype=float)
+    return {"n": int(len(x)), "max_distance_to_mean_curve": float(np.abs(x - x.mean(0)).max()),
+            "explained_top2_min": float(np.asarray(b["explained"]).sum(1).min())}
+
+
+def explore_regularity(case: Any, n: int, seed: int, steps: int = 200
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """Return (trajectories, statistics, summary) of ``n`` Heun trajectories of ``case`` (a
+    :class:`~kit.trajectory.experiment.DenoiserCase`) over ``steps`` EDM steps of its sigma range:
+    :func:`sample_trajectories`, :func:`stats_vs_sigma` and :func:`regularity_summary` (03_explore, section 2)."""
+    from kit.diffusion.schedules import edm_sigmas
+
+    traj = sample_trajectories(case.denoiser, n, case.shape, edm_sigmas(steps, case.sigma_min, case.sigma_max),
+                               solver="heun", seed=seed)
+    stats = stats_vs_sigma(traj["xs"], traj["denoised"], traj["sigmas"])
+    return traj, stats, regularity_summary(stats, dim=int(np.prod(case.shape)), sigma_max=case.sigma_max)
+
+
+def gits_on_trajectory(case: Any, xs_one: Any, sigmas: Any, nfe: int, cfg: Any, n_warmup: int = 64
+                       ) -> tuple[GITSSearch, dict[str, Any], dict[str, Any]]:
+    """Return (GITS search, projection, record) for 03_explore's section 3: GITS searched on ``n_warmup`` noises of
+    seed ``cfg.seed + 1000`` (disjoint from the explored ones; ``cfg.grid_steps``, ``cfg.gits_metric``, teacher
+    kept for the cost-matrix view), and :func:`projection_with_steps` of one teacher trajectory ``xs_one`` [T, ...]
+    at ``sigmas`` [T] with the ``nfe``-step EDM, logSNR and GITS (iPNDM, ``cfg.coeff``) schedules on it. The record
+    holds the GITS and EDM sigmas, the search's seconds and its network evaluations."""
+    from kit.trajectory.gits import gits_search
+
+    g = torch.Generator().manual_seed(cfg.seed + 1000)
+    warm = case.sigma_max * torch.randn(n_warmup, *case.shape, generator=g, dtype=torch.float64)
+    search = gits_search(case.denoiser, warm, grid_steps=cfg.grid_steps, metric=cfg.gits_metric, keep_teacher=True,
+                         sigma_min=case.sigma_min, sigma_max=case.sigma_max)
+    lo, hi = case.sigma_min, case.sigma_max
+    steps = {name: get_schedule(name, nfe, sigma_min=lo, sigma_max=hi) for name in ("edm", "logsnr")}
+    steps["gits"] = search.schedule(nfe, solver="ipndm", coeff=cfg.coeff)
+    record = {"nfe": nfe, "sigmas": steps["gits"].tolist(), "edm_sigmas": steps["edm"].tolist(),
+              "search_seconds": round(search.seconds, 3), "network_evaluations": search.teacher_evaluations}
+    return search, projection_with_steps(xs_one, sigmas, steps), record

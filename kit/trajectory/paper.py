@@ -1,8 +1,8 @@
 """Numbers reported by the paper, kept apart from ours so notebooks can show them side by side, labelled.
 
 FID of 50k samples at NFE 5 / 6 / 8 / 10, from the official repository's results figure (zju-pi/diff-sampler,
-gits-main) for arXiv:2405.11326. We cannot compute FID offline; our tables measure the error to an exact ODE
-solution instead.
+gits-main) for arXiv:2405.11326. Offline we do not compute FID (it needs Inception weights and real image models);
+our tables measure the error to an exact ODE solution instead, and the full preset adds FID where it can.
 """
 
 from __future__ import annotations

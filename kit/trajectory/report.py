@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from kit.trajectory.evaluation import paper_setting_rows
 from kit.trajectory.paper import PAPER_FID, PAPER_NFES
+
+DENOISER_TITLES = {"kde": "kde (digits, smoothed)", "empirical": "empirical (digits, exact: memorises)",
+                   "gmm2d": "gmm2d (2-D ring of 8 Gaussians)", "trained": "trained (01's MLP on digits)",
+                   "pretrained": "pretrained (the diffusers model)"}
 
 
 def _fmt(v: float | None) -> str:
@@ -20,7 +25,7 @@ def error_table_markdown(rows: list[dict[str, Any]], denoiser: str, coeff: float
     mine = [r for r in rows if r["denoiser"] == denoiser]
     if not mine:
         raise ValueError(f"no rows for denoiser {denoiser!r}")
-    sel = [r for r in mine if r["schedule"] != "gits" or r.get("variant") == "paper"]
+    sel = paper_setting_rows(mine)
     best_gits: dict[tuple, dict] = {}
     for r in mine:
         if r["schedule"] == "gits":
@@ -45,6 +50,57 @@ def error_table_markdown(rows: list[dict[str, Any]], denoiser: str, coeff: float
                 text = _fmt(v)
                 vals.append(f"**{text}**" if v is not None and v == best[n] and s != "gits_best" else text)
             lines.append(f"| {solver} | {name} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def error_tables_markdown(rows: list[dict[str, Any]], coeff: float) -> str:
+    """Return :func:`error_table_markdown` for every denoiser of ``rows`` (in their order), each under a heading."""
+    names = list(dict.fromkeys(r["denoiser"] for r in rows))
+    return "\n\n".join(f"#### {DENOISER_TITLES.get(n, n)}\n" + error_table_markdown(rows, n, coeff) for n in names)
+
+
+def search_cost_markdown(searches: dict[str, dict[str, Any]], references: dict[str, dict[str, Any]]) -> str:
+    """Return a table of what each GITS search cost (02's ``gits_search`` record) and the reference's accuracy (L2
+    between the reference and a run with half its steps, per denoiser)."""
+    lines = ["| denoiser | network evaluations | batched calls | seconds | metric | reference vs half its steps |",
+             "|---|---|---|---|---|---|"]
+    for k, v in searches.items():
+        ref = references.get(k, {}).get("error_vs_half_steps")
+        lines.append(f"| {k} | {v['network_evaluations']} | {v['teacher_calls']} | {v['seconds']} | {v['metric']} | "
+                     f"{'n/a' if ref is None else f'{ref:.2e}'} |")
+    return "\n".join(lines)
+
+
+def fid_markdown(record: dict[str, Any] | None) -> str:
+    """Return a sentence on FID in this run from 02's ``fid`` record (None: the preset does not ask for FID)."""
+    if record is None:
+        return ("FID is not computed in this preset (`fid=False`): the distribution-level distance here is the sliced "
+                "Wasserstein distance. The full preset adds FID (torchmetrics' Inception) where its weights are local.")
+    if record["fid"] is None:
+        return f"FID: not computed ({record['reason']}); the sliced Wasserstein distance stands in."
+    return f"FID between {record['between']}: in the error rows (`fid`) and in the headline's FID wins."
+
+
+def train_markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """Return one line per dataset of 01_train's records (``kit.trajectory.experiment.train_summary``)."""
+    return "\n".join(
+        f"- **{name}**: final loss {s['final_loss']:.3f} after {s['steps']} steps ({s['seconds']} s); the network's "
+        f"gap to the optimal denoiser is {100 * s['gap_over_learned_at_smallest_sigma']:.0f} % of its error at the "
+        f"smallest sigma and {100 * s['min_gap_over_learned']:.0f} % at its closest "
+        f"(sigma {s['sigma_at_min_gap_over_learned']:.3g}); largest gap {s['max_gap']:.3f}."
+        for name, s in summaries.items())
+
+
+def regularity_markdown(summary: dict[str, Any]) -> str:
+    """Return 03's regularity numbers (``kit.trajectory.explore.regularity_summary``) as a Markdown list."""
+    lines = [f"- chord length {summary['chord_mean']:.1f} (sigma_max x sqrt(d) = {summary['chord_expected']:.1f})",
+             f"- largest mean deviation from the chord: {summary['max_dev_x']:.2f}, at sigma = "
+             f"{summary['sigma_at_max_dev']:.2f}",
+             f"- two PCs after removing the chord explain {100 * summary['explained_top2_mean']:.2f}% of what is left "
+             f"(worst trajectory {100 * summary['explained_top2_min']:.2f}%)",
+             f"- cos(eps, x - x_end) never falls below {summary['min_cos']:.3f}"]
+    lines += [f"- at sigma = {k}: D(x_sigma) is {v['D']:.2f} from the final sample, x_sigma {v['x']:.2f}"
+              for k, v in summary["distance_to_end"].items()]
     return "\n".join(lines)
 
 
@@ -109,19 +165,22 @@ def verdict_markdown(summary: dict[str, Any], coeff: float) -> str:
     return "\n".join(out)
 
 
-def claims_markdown(claims: dict[str, dict[str, Any]]) -> str:
+def claims_markdown(claims: dict[str, dict[str, Any]], pretrained: dict[str, dict[str, Any]] | None = None) -> str:
     """The measured headline (``kit.trajectory.evaluation.claims``) as sentences: GITS against the recommended and
-    against the best fixed schedule at the claim budgets, per exact denoiser."""
+    against the best fixed schedule at the claim budgets, per exact denoiser; ``pretrained`` (02's
+    ``gits_claims_pretrained``, full preset) adds the same numbers for the real model."""
     if not claims:
         return "No exact denoiser was evaluated at the claim budgets."
     nfes = "-".join(str(n) for n in sorted({n for c in claims.values() for n in c["nfes"]}))
-    lines = [f"At NFE {nfes} on the exact denoisers (every solver; the paper's GITS setting):", ""]
-    for den, c in claims.items():
+    also = " and the real model (its own accurate ODE solution as reference)" if pretrained else ""
+    lines = [f"At NFE {nfes} on the exact denoisers{also} (every solver; the paper's GITS setting):", ""]
+    for den, c in {**claims, **(pretrained or {})}.items():
+        fid = f"; by FID {c['wins_vs_recommended_fid']} of {c['cells_fid']}" if "cells_fid" in c else ""
         lines.append(
             f"- **{den}**: GITS beats the solver's recommended schedule in {c['wins_vs_recommended']} of {c['cells']} "
             f"cells (median error ratio {c['median_ratio_to_recommended']:.2f}; by sliced Wasserstein "
-            f"{c['wins_vs_recommended_sw']} of {c['cells_sw']}), but the best fixed schedule of each cell in only "
-            f"{c['wins_vs_best_fixed']} of {c['cells']} (median ratio {c['median_ratio_to_best_fixed']:.2f}).")
+            f"{c['wins_vs_recommended_sw']} of {c['cells_sw']}{fid}), but the best fixed schedule of each cell in "
+            f"only {c['wins_vs_best_fixed']} of {c['cells']} (median ratio {c['median_ratio_to_best_fixed']:.2f}).")
     lines += ["", "So GITS improves on each solver's usual schedule, as the paper reports, while a fixed schedule "
               "chosen per problem after the fact (most often VP time-quadratic here) is as good or better on these "
               "denoisers."]

@@ -97,13 +97,23 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     assert not missing, f"metrics.json lacks {missing}"
     if path.stem == "00_start_here":
         assert metrics["digits_test_accuracy"] > 0.85
+    if path.parent.name == "trajectory" and path.stem == "01_train":
+        d, r = metrics["digits"], metrics["ring2d"]  # 01's claims on the trained MLPs' gap to the optimal denoiser
+        assert d["steps"] == r["steps"] == 600
+        assert d["gap_over_learned_at_smallest_sigma"] > 0.95  # all error is gap: D* memorises, the net not (1.00)
+        assert d["min_gap_over_learned"] < 0.22 and 1 < d["sigma_at_min_gap_over_learned"] < 20  # 0.18 at sigma 5.6
+        assert d["max_gap"] > d["gap_at_sigma_0.562"]  # the gap grows again at the rarely trained largest sigma
+        assert r["min_gap_over_learned"] < 0.12  # the ring's net is within 8 % of its error of the optimum
     if path.parent.name == "trajectory" and path.stem == "03_explore":
         reg = metrics["regularity_digits"]  # the paper's regularities, measured on exact digit trajectories
         assert reg["explained_top2_min"] > 0.98 and reg["min_cos"] > 0.95
         assert abs(reg["chord_mean"] - reg["chord_expected"]) < 0.1 * reg["chord_expected"]
         assert all(v["D"] < v["x"] for v in reg["distance_to_end"].values())
+        assert 0.5 < reg["sigma_at_max_dev"] < 20  # linear - nonlinear - linear: it bends mid-way (measured 5.8)
         boom = metrics["boomerang"]  # 16 trajectories, each in its own unit-chord frame, trace one curve (measured 0.002)
         assert boom["n"] == 16 and boom["max_distance_to_mean_curve"] < 0.02
+        gits = metrics["gits_schedule_digits"]  # GITS's huge first step: 80 -> 1.35 where EDM steps to 30.2
+        assert gits["sigmas"][1] < 0.1 * gits["edm_sigmas"][1]
     if path.parent.name == "rld" and path.stem == "02_evaluate":
         acc = {r["method"]: r for r in metrics["accuracy"]}
         assert set(acc) == {"ce", "kd", "dkd", "la", "rld"} and all(r["seeds"] == 3 for r in acc.values())
@@ -174,6 +184,8 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         c = metrics["gits_claims"]  # the README's headline: NFE 5-6, exact denoisers (tests/kit/trajectory/test_claims.py)
         assert all(v["wins_vs_recommended"] >= 9 and v["median_ratio_to_recommended"] < 0.9 for v in c.values())
         assert c["kde"]["wins_vs_best_fixed"] == 0 and all(v["wins_vs_best_fixed"] <= 5 for v in c.values())
+        assert all(v["wins_vs_recommended_sw"] >= 8 for v in c.values())  # sliced Wasserstein agrees: 8 / 11 / 11 of 14
+        assert "fid" not in metrics  # FID belongs to the full preset (kit.trajectory.fid; tests/kit/trajectory/test_fid.py)
     check_peak(_id(path), run.peak_mb)
 
 

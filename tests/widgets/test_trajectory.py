@@ -354,3 +354,14 @@ def test_boomerang_view_draws_every_trajectory_and_toggles_denoising(digit_traj)
     assert not any(t.visible for t in view.d_traces) and all(t.visible is not False for t in view.x_traces)
     with pytest.raises(ValueError, match="boomerangs"):
         wt.BoomerangView({"x": b["x"]})
+
+
+def test_gap_figure_draws_the_three_errors_over_log_sigma():
+    gap = {"sigma": [0.01, 0.1, 1.0], "gap": [0.01, 0.05, 0.1], "learned": [0.01, 0.06, 0.3],
+           "optimal": [0.0, 0.01, 0.25]}
+    fig = wt.gap_figure(gap, "digits")
+    assert [t.name for t in fig.data] == ["gap", "learned", "optimal"]
+    np.testing.assert_allclose(fig.data[2].y, gap["optimal"])
+    assert fig.layout.xaxis.type == "log" and fig.data[2].line.dash == "dot" and "digits" in fig.layout.title.text
+    with pytest.raises(ValueError, match="missing keys"):
+        wt.gap_figure({"sigma": [1.0], "gap": [0.1]}, "x")

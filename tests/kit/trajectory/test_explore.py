@@ -278,3 +278,34 @@ def test_explored_denoiser_follows_the_parameters(tmp_path):
         explored_denoiser(config.preset("tiny", data_dir=str(tmp_path / "no-cifar")))
     with pytest.raises(FileNotFoundError, match="could not load the diffusers model"):
         explored_denoiser(config.preset("tiny", pretrained=str(tmp_path / "none")))
+
+
+def test_explore_regularity_boomerang_summary_and_gits_on_trajectory(digits_denoiser):
+    from kit.trajectory import config
+    from kit.trajectory.experiment import DenoiserCase
+
+    case = DenoiserCase("kde", digits_denoiser, (64,), 0.002, 80.0, "dev")
+    traj, stats, summary = ex.explore_regularity(case, 3, seed=5, steps=30)
+    assert traj["xs"].shape == (31, 3, 64) and stats["sigma"].shape == (30,)
+    direct = ex.sample_trajectories(digits_denoiser, 3, (64,), edm_sigmas(30), solver="heun", seed=5)
+    np.testing.assert_array_equal(traj["xs"], direct["xs"])
+    assert summary == ex.regularity_summary(stats, dim=64, sigma_max=80.0)
+    assert ex.explored_name(case) == "digits"
+
+    b = ex.boomerangs(traj["xs"], traj["denoised"])
+    s = ex.boomerang_summary(b)
+    assert s["n"] == 3 and s["max_distance_to_mean_curve"] == pytest.approx(np.abs(b["x"] - b["x"].mean(0)).max())
+    assert s["explained_top2_min"] == pytest.approx(b["explained"].sum(1).min())
+    one = {"x": np.zeros((2, 4, 3)), "explained": np.full((2, 2), 0.5)}
+    one["x"][1, 2, 1] = 0.2  # one point 0.2 off: 0.1 from the mean of the two curves
+    assert ex.boomerang_summary(one)["max_distance_to_mean_curve"] == pytest.approx(0.1)
+
+    cfg = config.preset("tiny", grid_steps=12, seed=3)
+    search, proj, record = ex.gits_on_trajectory(case, traj["xs"][:, 0], traj["sigmas"], 4, cfg, n_warmup=4)
+    assert search.teacher_xs is not None and search.teacher_evaluations == 12 * 4  # the teacher kept for the view
+    assert set(proj["schedules"]) == {"edm", "logsnr", "gits"} and len(record["sigmas"]) == 5
+    np.testing.assert_allclose(proj["schedules"]["gits"]["sigmas"], record["sigmas"])
+    np.testing.assert_allclose(record["edm_sigmas"], edm_sigmas(4).numpy())
+    assert record["nfe"] == 4 and record["network_evaluations"] == 48
+    assert ex.explored_name(DenoiserCase("kde", digits_denoiser, (3, 32, 32), 0.002, 80.0, "dev")) == "cifar10"
+    assert ex.explored_name(DenoiserCase("pretrained", digits_denoiser, (3, 32, 32), 0.002, 80.0, "dev")) == "pretrained"
