@@ -14,7 +14,7 @@ from kit.core.checkpoint import (
     save_weights,
     write_json,
 )
-from kit.core.device import pick_device, set_threads
+from kit.core.device import eval_mode, pick_device, set_threads
 from kit.core.presets import config_dict, preset
 from kit.core.run import RunDir, set_display_hook
 from kit.core.seed import seed_everything
@@ -27,6 +27,7 @@ __all__ = [
     "FitResult",
     "RunDir",
     "config_dict",
+    "eval_mode",
     "fit",
     "latest_checkpoint",
     "load_checkpoint",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -56,3 +58,15 @@ def set_threads(num_threads: int | None = None) -> int:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         torch.set_num_threads(int(num_threads))
     return torch.get_num_threads()
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``with eval_mode(model):`` runs the block with ``model`` in eval mode and restores its train / eval mode
+    afterwards (also when the block raises), so a helper that looks at a model leaves it as it found it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -15,35 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from kit.core import load_weights, read_json, save_weights, set_threads
-
-ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "nlran_tiny"
-REBUILD = "python -m kit.nlran.assets"
-__all__ = ["ASSET_DIR", "committed_results", "load_committed", "main", "save_weights"]  # save_weights: kit.core's
-
-
-def load_committed(name: str = "nlran", folder: str | Path | None = None) -> torch.nn.Module:
-    """Return committed model ``name`` ("nlran", "nlran_no_nl", "resnet18", "resnet18_cbam") in eval mode, float32.
-
-    Raises FileNotFoundError naming the file and the command that rebuilds it when it is missing.
-    """
-    from kit.nlran.baselines import MODEL_NAMES, build_model
-
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; committed models: {MODEL_NAMES}")
-    return load_weights(build_model(name, preset="tiny"), Path(folder or ASSET_DIR) / f"{name}.safetensors", REBUILD)
-
-
-def committed_results(folder: str | Path | None = None) -> dict:
-    """Return ``results.json`` of the committed models (what :func:`main` measured when it built them)."""
-    return read_json(Path(folder or ASSET_DIR) / "results.json", REBUILD)
+from kit.core import save_weights, set_threads
+from kit.nlran.weights import ASSET_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
     from kit.nlran.config import preset
-    from kit.nlran.experiment import compare, comparison_rows, heatmap_comparison, load_data
+    from kit.nlran.experiment import compare, comparison_rows, load_data
+    from kit.nlran.scores import heatmap_comparison
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ASSET_DIR))

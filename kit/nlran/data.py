@@ -1,4 +1,5 @@
-"""Real chest-CT data for the NL-RAN series: CC-CCII slice folders and NIfTI volumes, windowed and resized.
+"""The datasets of the NL-RAN series: procedural phantoms (:class:`PhantomDataset`) and real chest CT (CC-CCII slice
+folders and NIfTI volumes, read by :mod:`kit.nlran.scans`), windowed (:func:`window`, :func:`preprocess`) and resized.
 
 The paper [P] trains on 4,079 labelled CT scans split 3263 / 408 / 408 (train / val / test), from CC-CCII according to
 a summary. Everything about the preprocessing is our choice [C] (spec §2), because the paper's text was not readable:
@@ -18,10 +19,9 @@ labels 0 NCP, 1 CP, 2 Normal (:data:`kit.nlran.phantom.CLASSES`). MONAI is impor
 
 from __future__ import annotations
 
-import re
+import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,150 +30,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kit.nlran.phantom import CLASSES
+from kit.nlran.phantom import CLASSES, Phantom, PhantomSpec, check_knobs, render, sample_spec
+from kit.nlran.scans import (
+    ScanRecord,
+    find_nifti,
+    load_nifti,
+    load_slices,
+    natural_key,
+    nifti_stem,
+    scan_tree,
+)
 
-SLICE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PAPER_SPLIT = (3263, 408, 408)  # [P] train / val / test scan counts, used as proportions
 LUNG_WINDOW = (-600.0, 1500.0)  # [C] (level, width) in HU
 SPLITS = ("train", "val", "test", "all")
-
-
-@dataclass(frozen=True)
-class ScanRecord:
-    """One scan: ``path`` (the scan folder, or a NIfTI file), ``label`` (0 NCP, 1 CP, 2 Normal), ``patient`` and
-    ``scan`` ids (folder names; for NIfTI the file stem for both)."""
-
-    path: Path
-    label: int
-    patient: str
-    scan: str
-
-
-def _natural_key(name: str) -> tuple:
-    """Sort key that orders the numbers inside a name by value: "2.png" < "10.png"."""
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t)
-
-
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: _natural_key(p.name))
-
-
-def slice_files(scan_dir: str | Path) -> list[Path]:
-    """The slice images of ``scan_dir`` (extensions :data:`SLICE_EXTENSIONS`) in natural file-name order."""
-    d = Path(scan_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"scan folder not found: {d}")
-    files = [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() in SLICE_EXTENSIONS]
-    return sorted(files, key=lambda p: _natural_key(p.name))
-
-
-def _check_root(root: str | Path) -> tuple[Path, list[str]]:
-    r = Path(root)
-    if not r.exists():
-        raise FileNotFoundError(f"data root not found: {r}")
-    if not r.is_dir():
-        raise ValueError(f"data root must be a folder, got the file {r}")
-    present = [c for c in CLASSES if (r / c).is_dir()]
-    if not present:
-        raise ValueError(f"data root {r} has none of the class folders {CLASSES} (expected root/NCP, root/CP, "
-                         f"root/Normal)")
-    return r, present
-
-
-def _scan_tree(root: str | Path) -> tuple[list[ScanRecord], list[Path]]:
-    """All scans under a CC-CCII root, plus the scan folders that hold no slice image."""
-    r, present = _check_root(root)
-    records, empty = [], []
-    for c in present:
-        for patient in _visible_dirs(r / c):
-            for scan in _visible_dirs(patient):
-                if slice_files(scan):
-                    records.append(ScanRecord(scan, CLASSES.index(c), patient.name, scan.name))
-                else:
-                    empty.append(scan)
-    return records, empty
-
-
-def find_scans(root: str | Path, skip_bad: bool = False) -> list[ScanRecord]:
-    """List the scans of a CC-CCII tree ``root/{NCP,CP,Normal}/<patient>/<scan>/<slices>``.
-
-    Raises FileNotFoundError naming ``root`` when it is missing, ValueError naming ``root`` when none of the class
-    folders exists or no scan is found, and ValueError naming the folder when a scan folder holds no slice image
-    (with ``skip_bad=True``: a warning naming it instead, and the folder is left out).
-    """
-    records, empty = _scan_tree(root)
-    if empty and not skip_bad:
-        raise ValueError(f"scan folder {empty[0]} holds no slice image ({'/'.join(SLICE_EXTENSIONS)}); "
-                         f"pass skip_bad=True to skip such folders" + (f" ({len(empty)} in all)" if len(empty) > 1 else ""))
-    for e in empty:
-        warnings.warn(f"skipping scan folder {e}: no slice image", stacklevel=2)
-    if not records:
-        raise ValueError(f"no scan found under {root} (expected root/<class>/<patient>/<scan>/<slice images>)")
-    return records
-
-
-def load_slices(scan_dir: str | Path) -> np.ndarray:
-    """Stack the 8-bit slice images of ``scan_dir`` (natural order) into float32 ``[S, H, W]`` in [0, 1].
-
-    Colour images are converted to grey; 16-bit images are scaled by 1/65535. Raises FileNotFoundError for a missing
-    folder, and ValueError naming the folder (no slice image) or the file (cannot be decoded, or a different shape).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    files = slice_files(scan_dir)
-    if not files:
-        raise ValueError(f"scan folder {scan_dir} holds no slice image ({'/'.join(SLICE_EXTENSIONS)})")
-    out = None
-    for k, f in enumerate(files):
-        try:
-            with Image.open(f) as img:
-                img.load()
-                if img.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
-                    img = img.convert("L")
-                a = np.asarray(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ValueError(f"could not decode slice image {f}: {e}") from e
-        if a.ndim != 2:
-            raise ValueError(f"slice image {f} is not a 2D grey image (shape {a.shape})")
-        scale = 255.0 if a.dtype == np.uint8 else 65535.0 if a.dtype == np.uint16 else 1.0
-        if out is None:
-            out = np.empty((len(files), *a.shape), dtype=np.float32)
-        elif a.shape != out.shape[1:]:
-            raise ValueError(f"slice image {f} has shape {a.shape}, the scan's first slice {files[0].name} has "
-                             f"{out.shape[1:]}")
-        out[k] = a.astype(np.float32) / np.float32(scale)
-    return np.clip(out, 0.0, 1.0)
-
-
-def load_nifti(path: str | Path, canonical: bool = False) -> np.ndarray:
-    """Load a 3D NIfTI volume (nibabel) as float32 ``[D, H, W]`` in the file's units (HU for CT).
-
-    Axis order: NIfTI stores voxels as (i, j, k) with k the slice index; we return ``data.transpose(2, 1, 0)``, i.e.
-    ``[D, H, W] = (k, j, i)``, slices first. ``canonical=True`` first reorients to nibabel's closest RAS+ canonical
-    orientation (``nibabel.as_closest_canonical``), so volumes from different scanners share an orientation; the
-    default keeps the stored voxel order. A trailing singleton 4th axis is dropped. Raises FileNotFoundError naming
-    a missing path, ValueError naming a file that cannot be read or is not 3D.
-    """
-    import nibabel as nib
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"NIfTI file not found: {p}")
-    try:
-        img = nib.load(str(p))
-        if canonical:
-            img = nib.as_closest_canonical(img)
-        data = np.asarray(img.get_fdata(dtype=np.float32))
-    except Exception as e:  # nibabel raises many kinds (ImageFileError, EOFError, zlib.error, ...)
-        raise ValueError(f"could not read NIfTI file {p}: {e}") from e
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"NIfTI file {p} is not a 3D volume (shape {data.shape})")
-    return np.ascontiguousarray(data.transpose(2, 1, 0))
 
 
 @lru_cache(maxsize=8)
@@ -248,7 +118,7 @@ def split_records(records: Sequence[ScanRecord], fractions: Sequence[float] = PA
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         groups.setdefault(r.patient, []).append(i)
-    keys = sorted(groups, key=_natural_key)
+    keys = sorted(groups, key=natural_key)
     order = np.random.default_rng(seed).permutation(len(keys))
     target = f * len(records)
     counts = np.zeros(3)
@@ -356,7 +226,7 @@ class CCCIIDataset(_ScanDataset):
                  skip_bad: bool = False, augment: bool = False, fractions: Sequence[float] = PAPER_SPLIT) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        records, empty = _scan_tree(root)
+        records, empty = scan_tree(root)
         if empty and not skip_bad:
             raise ValueError(f"scan folder {empty[0]} holds no slice image; pass skip_bad=True to skip such folders")
         if not records:
@@ -369,27 +239,6 @@ class CCCIIDataset(_ScanDataset):
 
     def _load(self, record: ScanRecord) -> torch.Tensor:
         return preprocess(load_slices(record.path), self.size, hu=False)
-
-
-def _nifti_stem(p: Path) -> str:
-    name = p.name
-    for suf in (".nii.gz", ".nii"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return p.stem
-
-
-def find_nifti(root: str | Path) -> list[ScanRecord]:
-    """List ``root/<class>/*.nii`` and ``*.nii.gz`` as records (patient = scan = the file stem [C])."""
-    r, present = _check_root(root)
-    out = []
-    for c in present:
-        files = [p for p in (r / c).iterdir() if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES)]
-        for p in sorted(files, key=lambda q: _natural_key(q.name)):
-            out.append(ScanRecord(p, CLASSES.index(c), _nifti_stem(p), _nifti_stem(p)))
-    if not out:
-        raise ValueError(f"no NIfTI file (*.nii, *.nii.gz) found under {r}/<class>/")
-    return out
 
 
 class NiftiDataset(_ScanDataset):
@@ -424,7 +273,7 @@ class NiftiDataset(_ScanDataset):
                 if not 0 <= int(label) < len(CLASSES):
                     raise ValueError(f"label must be one of {CLASSES} or 0..2, got {label!r} for {path}")
                 p = Path(path)
-                records.append(ScanRecord(p, int(label), _nifti_stem(p), _nifti_stem(p)))
+                records.append(ScanRecord(p, int(label), nifti_stem(p), nifti_stem(p)))
             if not records:
                 raise ValueError("root_or_items is an empty list of (path, label)")
             self.root = None
@@ -435,3 +284,83 @@ class NiftiDataset(_ScanDataset):
         if not record.path.is_file():
             raise FileNotFoundError(f"NIfTI file not found: {record.path}")
         return preprocess(load_nifti(record.path, self.canonical), self.size, hu=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# windowing and the dataset
+
+
+def window(hu: np.ndarray | torch.Tensor, level: float = -600.0, width: float = 1500.0) -> np.ndarray | torch.Tensor:
+    """CT windowing: clip HU to ``[level - width / 2, level + width / 2]`` and scale to [0, 1] (float32).
+
+    Defaults: the lung window WL -600 / WW 1500 [C] (spec §2), i.e. [-1350, 150] HU, the same as MONAI's
+    ``ScaleIntensityRange(a_min=level - width / 2, a_max=level + width / 2, b_min=0, b_max=1, clip=True)``.
+    Works on numpy arrays (returns numpy) and torch tensors (returns a tensor) of any shape.
+    """
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be > 0 HU, got {width}")
+    if not math.isfinite(level):
+        raise ValueError(f"level must be finite HU, got {level}")
+    lo = level - width / 2.0
+    if isinstance(hu, torch.Tensor):
+        return ((hu.to(torch.float32) - lo) / width).clamp_(0.0, 1.0)
+    return np.clip((np.asarray(hu, dtype=np.float32) - np.float32(lo)) / np.float32(width), 0.0, 1.0)
+
+
+class PhantomDataset(Dataset):
+    """``n`` procedural phantoms of ``size``^3 as a torch Dataset; items ``(x float32 [1, D, H, W], y int64)``.
+
+    Item ``i`` is drawn with ``np.random.default_rng([seed, i])``, so it does not depend on the order of access (or
+    on other items). ``balanced=True``: label ``i % 3`` (NCP, CP, Normal in turn) [C]; ``balanced=False``: label drawn
+    uniformly from the item's generator. ``x`` is :func:`window` of the HU volume (lung window). ``.phantom(i)`` gives
+    the full :class:`Phantom` (HU, lesion and lung masks); ``.labels`` is the int array of labels. ``cache=True``
+    keeps rendered phantoms in memory (about 0.2 MB per 32^3 phantom). ``knobs`` go to :func:`sample_spec`.
+    """
+
+    def __init__(self, n: int, seed: int = 0, size: int = 32, balanced: bool = True, cache: bool = False,
+                 **knobs: Any) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        check_knobs(size, **knobs)
+        self.n, self.seed, self.size, self.balanced, self.knobs = int(n), int(seed), int(size), balanced, dict(knobs)
+        self.cache = cache
+        self._cache: dict[int, Phantom] = {}
+        if balanced:
+            self.labels = np.arange(self.n) % len(CLASSES)
+        else:
+            self.labels = np.array([int(self._rng(i).integers(0, len(CLASSES))) for i in range(self.n)])
+
+    def _rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, i])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _index(self, i: int) -> int:
+        if not -self.n <= int(i) < self.n:
+            raise IndexError(f"index {i} out of range for {self.n} phantoms")
+        return int(i) % self.n
+
+    def spec(self, i: int) -> PhantomSpec:
+        """The :class:`PhantomSpec` of item ``i``."""
+        i = self._index(i)
+        rng = self._rng(i)
+        if not self.balanced:
+            rng.integers(0, len(CLASSES))  # the label draw (see __init__), so the stream stays aligned
+        return sample_spec(int(self.labels[i]), rng, self.size, **self.knobs)
+
+    def phantom(self, i: int) -> Phantom:
+        """The rendered :class:`Phantom` of item ``i`` (from the cache when ``cache=True``)."""
+        i = self._index(i)
+        if i in self._cache:
+            return self._cache[i]
+        ph = render(self.spec(i))
+        if self.cache:
+            self._cache[i] = ph
+        return ph
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ph = self.phantom(i)
+        return torch.from_numpy(window(ph.hu))[None], torch.tensor(ph.label, dtype=torch.int64)

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kit.core import RunDir, fit, pick_device
+from kit.core import RunDir, fit, pick_device, save_weights
 from kit.nlran.config import NLRANConfig
+from kit.nlran.metrics import REPORT_KEYS
 
 Callback = Callable[[dict], None]
 
@@ -42,7 +43,7 @@ def load_data(cfg: NLRANConfig) -> SeriesData:
     """Return the datasets of ``cfg``: disjoint phantom streams (seeds ``seed``, ``seed + 1``, ``seed + 2``), or the
     real CC-CCII / NIfTI folders split by patient in the paper's 3263/408/408 proportions."""
     if cfg.data == "phantom":
-        from kit.nlran.phantom import PhantomDataset
+        from kit.nlran.data import PhantomDataset
 
         if len(set(cfg.size)) != 1:
             raise ValueError(f"phantoms are cubes: size must be (n, n, n), got {cfg.size}")
@@ -185,9 +186,6 @@ def compare(cfg: NLRANConfig, data: SeriesData, names: Sequence[str] | None = No
     return out
 
 
-REPORT_KEYS = ("auc_macro", "auc_micro", "accuracy", "precision_macro", "precision_weighted", "f1_macro",
-               "f1_weighted")
-
 
 def report_rows(reports: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]] | None = None
                 ) -> list[dict[str, Any]]:
@@ -206,64 +204,6 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for n, tm in ((n, r["trained"]) for n, r in results.items())})
 
 
-def explanation_scores(model: nn.Module, data: Dataset, n: int, batch_size: int = 8,
-                       class_idx: str | int | None = "label", within: str = "volume",
-                       mask_readings: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """Return the heat-map scores (pointing game, top-10% share, AUROC) of AM1/AM2/AM3, CAM and Grad-CAM against the
-    lesion masks of the first ``n`` volumes of ``data`` that have a lesion (phantoms: ``data.phantom(i)``).
-
-    ``class_idx="label"`` explains the true class of each volume (the lesion is evidence for it); None: the
-    predicted class. ``within="lung"`` [C] sets every map to 0 outside the lungs before scoring (lesions only occur
-    there; it asks "inside the lungs, does the map find the lesion?" and removes the body wall and air edges the
-    raw maps often peak on); "volume" scores the maps as they are. ``mask_readings`` adds other readings of the
-    attention masks, {label: reduce} (see :func:`kit.nlran.explain.attention_heatmaps`), scored as "AM<i> <label>".
-    """
-    return explanation_scores_within(model, data, n, (within,), batch_size, class_idx, mask_readings)[within]
-
-
-def explanation_scores_within(model: nn.Module, data: Dataset, n: int, withins: Sequence[str] = ("volume", "lung"),
-                              batch_size: int = 8, class_idx: str | int | None = "label",
-                              mask_readings: dict[str, Any] | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """:func:`explanation_scores` for several ``within`` at once, {within: scores}: every map is made once."""
-    bad = [w for w in withins if w not in ("volume", "lung")]
-    if bad or not withins:
-        raise ValueError(f"within must be 'volume' or 'lung', got {bad or withins!r}")
-    from kit.nlran.explain import attention_heatmaps, heatmaps, score_heatmaps
-
-    if not hasattr(data, "phantom"):
-        raise ValueError("explanation scores need lesion masks: use phantom data (PhantomDataset)")
-    idx = [i for i in range(len(data)) if data.phantom(i).lesion_mask.any()][:n]
-    if not idx:
-        raise ValueError("no volume with a lesion among the data")
-    device = next(model.parameters()).device
-    model.eval()
-    sums: dict[str, dict[str, dict[str, float]]] = {w: {} for w in withins}
-    for s in range(0, len(idx), batch_size):
-        chunk = idx[s:s + batch_size]
-        x = torch.stack([data[i][0] for i in chunk]).to(device)
-        masks = np.stack([data.phantom(i).lesion_mask for i in chunk])
-        lungs = np.stack([data.phantom(i).lung_mask for i in chunk])
-        for i, cls in enumerate(_classes(data, chunk, class_idx)):
-            heats = heatmaps(model, x[i:i + 1], class_idx=cls)
-            for label, reduce in (mask_readings or {}).items():
-                heats |= {f"{k} {label}": v for k, v in attention_heatmaps(model, x[i:i + 1], reduce).items()}
-            for within in withins:
-                keep = lungs[i:i + 1] if within == "lung" else 1.0
-                scores = score_heatmaps({k: np.asarray(v) * keep for k, v in heats.items()}, masks[i:i + 1])
-                for k, v in scores.items():
-                    acc = sums[within].setdefault(k, {})
-                    for m, val in v.items():
-                        acc[m] = acc.get(m, 0.0) + float(val)
-    return {w: {k: {m: val / len(idx) for m, val in v.items()} | {"volumes": len(idx)} for k, v in sums[w].items()}
-            for w in withins}
-
-
-def _classes(data: Dataset, idx: Sequence[int], class_idx: str | int | None) -> list[int | None]:
-    if class_idx == "label":
-        return [int(data[i][1]) for i in idx]
-    return [class_idx] * len(idx)
-
-
 def device_of(cfg: NLRANConfig) -> torch.device:
     """Return the device ``cfg.device`` resolves to."""
     return pick_device(cfg.device)
@@ -273,36 +213,13 @@ def train(cfg: NLRANConfig, run: RunDir, callbacks: Sequence[Callback] = ()) -> 
     """Return ``cfg.model`` trained on ``cfg``'s data (the entry point of ``python -m kit train nlran`` and of
     ``accelerate launch -m kit train nlran -p preset full -p data_dir ...``): resumable in ``run/<model>/``, the best
     epoch's weights written to ``run/<model>.safetensors`` and the test report recorded as "test"."""
-    from kit.nlran.assets import save_weights
-
     data = load_data(cfg)
     trained = train_model(cfg, data, cfg.model, run=run.sub(cfg.model), callbacks=callbacks)
     report = evaluate(trained.model, data.test)
     if run.is_main:
         save_weights(trained.model, run.path / f"{cfg.model}.safetensors", dtype=torch.float32)
     run.record("trained", {"model": cfg.model, "best_val_auc": trained.best_val_auc, "best_epoch": trained.best_epoch,
-                           "params": trained.params, "seconds": round(trained.seconds, 1)})
+                           "params": trained.params, "seconds": round(trained.seconds, 1),
+                           "cpu_seconds": round(trained.cpu_seconds, 1), "test_volumes": len(data.test)})
     run.record("test", report)
     return trained
-
-
-def heatmap_comparison(models: dict[str, nn.Module], data: Dataset, n: int, main: str = "nlran",
-                       cam_baselines: Sequence[str] = ("resnet18", "resnet18_cbam")) -> dict[str, Any]:
-    """Return the heat-map scores of ``models[main]`` (AM1-AM3, CAM, Grad-CAM) and the CAM of each baseline in
-    ``cam_baselines`` present in ``models``, scored over the whole volume and inside the lungs
-    (:func:`explanation_scores`), with the verdict "does the module-1 mask beat the model's own CAM?" per metric and
-    the mean lesion share of the scored volumes (the top-10 % share of a map that ignores lesions):
-    ``{"volume": {map: scores}, "lung": {...}, "am1_beats_cam": {within: {metric: bool}}, "lesion_share": float}``.
-    """
-    out: dict[str, Any] = {"am1_beats_cam": {}}
-    for within in ("volume", "lung"):
-        scores = explanation_scores(models[main], data, n, within=within)
-        for name in cam_baselines:
-            if name in models:
-                scores[f"{name} CAM"] = explanation_scores(models[name], data, n, within=within)["CAM"]
-        out[within] = scores
-        out["am1_beats_cam"][within] = {m: bool(scores["AM1"][m] > scores["CAM"][m])
-                                        for m in ("pointing", "top10", "auroc")}
-    shares = [p.lesion_mask.mean() for p in (data.phantom(i) for i in range(len(data))) if p.lesion_mask.any()][:n]
-    out["lesion_share"] = float(np.mean(shares))
-    return out

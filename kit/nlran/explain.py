@@ -11,8 +11,8 @@ with CAM [P]. This module builds every map the spec (§5) asks for, all on the i
 - ``Grad-CAM`` (Selvaraju et al., arXiv:1610.02391) [R]: channel weights ``a_c`` = the spatial mean of the gradient
   of the class logit with respect to a chosen layer's output; map = ReLU(sum_c a_c f_c). It needs no particular
   network ending, so it works on any layer (see :func:`candidate_layers`).
-- occlusion sensitivity: how much the class logit drops when a cube of the input is blanked out. A 3D sweep needs
-  one forward pass per cube, so it is done on a coarse grid (spec §7) and is not part of :func:`heatmaps`.
+- occlusion sensitivity (:mod:`kit.nlran.occlusion`): how much the class logit drops when a cube of the input is
+  blanked out; one forward pass per cube, so it is done on a coarse grid (spec §7) and is not part of :func:`heatmaps`.
 
 Why not call ``monai.visualize`` directly (it is the reference the tests compare against):
 ``monai.visualize.ModelWithHooks`` registers hooks that are never removed (every call adds more), switches
@@ -21,11 +21,8 @@ classes it back-propagates the sum of all those classes for every volume. Its de
 maximum to 0 and the minimum to 1 (a flipped map). The functions here remove their hooks, pick one class per volume
 and scale so that 1 is the hottest voxel; the tests check that the un-scaled maps equal MONAI's.
 
-Scores (one volume; heat [D, H, W], boolean lesion mask [D, H, W]):
-
-- :func:`pointing_game`: is the hottest voxel inside a lesion?
-- :func:`top_share`: which share of the hottest 10% of voxels lies inside lesions?
-- :func:`heat_auroc`: the AUROC of the heat values as a voxel-wise lesion detector (0.5 = chance).
+How well each map finds the lesions is scored in :mod:`kit.nlran.scores`; occlusion sensitivity is in
+:mod:`kit.nlran.occlusion`.
 
 All maps are computed with the model in eval mode (its previous mode is restored afterwards) [C] our choice, so a
 volume's map does not depend on the rest of its batch.
@@ -34,16 +31,15 @@ volume's map does not depend on the rest of its batch.
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
+
+from kit.core import eval_mode
 
 ArrayLike = Any  # numpy array or torch tensor
 
@@ -57,7 +53,7 @@ _NOT_TARGETS = (nn.ModuleList, nn.ModuleDict, nn.Linear, nn.Flatten, nn.Dropout,
 # Resizing and scaling
 
 
-def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
+def as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach()
     if isinstance(a, np.ndarray):
@@ -126,7 +122,7 @@ def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str | int = "mean"
         (``align_corners=False``, as MONAI's default upsampler), then min-max scaled to [0, 1] per volume; a
         constant volume becomes zeros.
     """
-    t = _as_tensor(maps, "maps").float()
+    t = as_tensor(maps, "maps").float()
     size3 = _size3(size)
     if t.ndim == 5:
         t = reduce_channels(t, reduce)
@@ -145,22 +141,7 @@ def upsample_to(maps: ArrayLike, size: Sequence[int], reduce: str | int = "mean"
 # Models: layers, class indices, eval mode
 
 
-class _EvalMode:
-    """Context manager: put ``model`` in eval mode and restore its previous train/eval mode afterwards."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-        self.was_training = model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
-def _check_input(x: torch.Tensor) -> None:
+def check_input(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor [B, C, D, H, W], got {type(x).__name__}")
     if x.ndim != 5:
@@ -182,7 +163,7 @@ def candidate_layers(model: nn.Module, x: torch.Tensor | None = None) -> list[st
     names = [n for n, m in model.named_modules() if n and not isinstance(m, _NOT_TARGETS)]
     if x is None:
         return names
-    _check_input(x)
+    check_input(x)
     seen: dict[str, bool] = {}
     handles = []
     modules = dict(model.named_modules())
@@ -196,7 +177,7 @@ def candidate_layers(model: nn.Module, x: torch.Tensor | None = None) -> list[st
     try:
         for n in names:
             handles.append(modules[n].register_forward_hook(make_hook(n)))
-        with _EvalMode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in handles:
@@ -225,7 +206,7 @@ def _default_layer(model: nn.Module, layer: str | None) -> str:
     return name
 
 
-def _class_indices(class_idx: int | Sequence[int] | torch.Tensor | np.ndarray | None,
+def class_indices(class_idx: int | Sequence[int] | torch.Tensor | np.ndarray | None,
                    logits: torch.Tensor) -> torch.Tensor:
     """Return the class explained for each volume, int64 [B]: argmax of ``logits`` [B, K] for None, one int for the
     whole batch, or one index per volume."""
@@ -300,15 +281,15 @@ def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: Any = "mean") 
         x: input [B, 1, D, H, W] (windowed CT in [0, 1]).
         reduce: channel reduction, "mean" (spec §2), "max", "strongest" or a channel index (see
             :func:`reduce_channels`); or a sequence of three, one per module (e.g. the channels chosen by
-            :func:`best_mask_channels`).
+            :func:`kit.nlran.scores.best_mask_channels`).
 
     Returns:
         {"AM<i>": float32 CPU tensor [B, D, H, W] in [0, 1]}, one per module (see :func:`upsample_to`).
     """
-    _check_input(x)
+    check_input(x)
     if not callable(getattr(model, "forward_maps", None)):
         raise ValueError(f"{type(model).__name__} has no forward_maps(x); attention maps need an NL-RAN model")
-    with _EvalMode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         masks = model.forward_maps(x)["masks"]
     size = tuple(x.shape[2:])
     per = list(reduce) if isinstance(reduce, (list, tuple)) else [reduce] * len(masks)
@@ -317,37 +298,9 @@ def attention_heatmaps(model: nn.Module, x: torch.Tensor, reduce: Any = "mean") 
     return {f"AM{i + 1}": upsample_to(m, size, reduce=r).cpu() for i, (m, r) in enumerate(zip(masks, per))}
 
 
-def best_mask_channels(model: nn.Module, volumes: Sequence[tuple[torch.Tensor, np.ndarray, np.ndarray]]
-                       ) -> tuple[int, ...]:
-    """The channel of each attention module whose single mask finds lesions best on held-out volumes: per module,
-    the channel with the highest mean voxel AUROC (:func:`heat_auroc`) inside the lungs over ``volumes``, a sequence
-    of (x [1, 1, D, H, W], lesion mask [D, H, W], lung mask [D, H, W]) of volumes with a lesion. Choose them on
-    validation data and score them on test data (a per-channel reading of the masks, as a figure of one mask would
-    show, without peeking at the test lesions)."""
-    if not callable(getattr(model, "forward_maps", None)):
-        raise ValueError(f"{type(model).__name__} has no forward_maps(x); attention maps need an NL-RAN model")
-    if not volumes:
-        raise ValueError("best_mask_channels needs at least one (x, lesion mask, lung mask) volume")
-    totals: list[np.ndarray] = []
-    for x, lesion, lung in volumes:
-        _check_input(x)
-        lesion, lung = np.asarray(lesion, bool), np.asarray(lung, bool)
-        if not lesion.any():
-            raise ValueError("best_mask_channels: every volume needs a lesion")
-        with _EvalMode(model), torch.no_grad():
-            masks = model.forward_maps(x)["masks"]
-        for i, m in enumerate(masks):
-            up = F.interpolate(m.float(), size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)[0]
-            aucs = np.array([roc_auc_score(lesion[lung], c[torch.from_numpy(lung)].cpu().numpy()) for c in up])
-            if len(totals) <= i:
-                totals.append(np.zeros_like(aucs))
-            totals[i] += aucs
-    return tuple(int(t.argmax()) for t in totals)
-
-
 def _cam_from(model: nn.Module, features: torch.Tensor, logits: torch.Tensor,
               class_idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = _class_indices(class_idx, logits)
+    idx = class_indices(class_idx, logits)
     w = _classifier_weight(model, features.shape[1])[idx]  # [B, C]
     raw = torch.einsum("bc,bcdhw->bdhw", w.to(features.dtype), features)
     return raw, idx
@@ -372,8 +325,8 @@ def cam(model: nn.Module, x: torch.Tensor, class_idx: Any = None, raw: bool = Fa
         float32 CPU tensor [B, D, H, W] in [0, 1] (ReLU, trilinear resize to the input grid, min-max per volume),
         or the raw map when ``raw``.
     """
-    _check_input(x)
-    with _EvalMode(model), torch.no_grad():
+    check_input(x)
+    with eval_mode(model), torch.no_grad():
         if callable(getattr(model, "forward_maps", None)):
             out = model.forward_maps(x)
             features, logits = out["features"], out["logits"]
@@ -406,13 +359,13 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_idx: Any = None, layer: st
     Returns:
         float32 CPU tensor [B, D, H, W] in [0, 1], or the raw map when ``raw``.
     """
-    _check_input(x)
+    check_input(x)
     name = _default_layer(model, layer)
-    with _EvalMode(model), torch.enable_grad(), _Capture(model, name) as cap:
+    with eval_mode(model), torch.enable_grad(), _Capture(model, name) as cap:
         xg = x.detach().clone().requires_grad_(True)  # a graph exists even if the parameters are frozen
         logits = model(xg)
         features = cap.features()
-        idx = _class_indices(class_idx, logits)
+        idx = class_indices(class_idx, logits)
         score = logits.gather(1, idx[:, None]).sum()
         (grads,) = torch.autograd.grad(score, features)
     weights = grads.mean(dim=(2, 3, 4))  # [B, C]
@@ -431,10 +384,10 @@ def heatmaps(model: nn.Module, x: torch.Tensor, class_idx: Any = None,
     "CAM" and "Grad-CAM". ``class_idx`` (None = predicted class) is the class CAM and Grad-CAM explain; the
     attention masks do not depend on a class. ``reduce`` is the channel reduction of the masks.
     """
-    _check_input(x)
+    check_input(x)
     out: dict[str, torch.Tensor] = {}
     if callable(getattr(model, "forward_maps", None)):
-        with _EvalMode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             maps = model.forward_maps(x)
         size = tuple(x.shape[2:])
         for i, m in enumerate(maps["masks"]):
@@ -445,183 +398,4 @@ def heatmaps(model: nn.Module, x: torch.Tensor, class_idx: Any = None,
     else:
         out["CAM"] = cam(model, x, class_idx)
     out["Grad-CAM"] = grad_cam(model, x, class_idx)
-    return out
-
-
-def _starts(length: int, patch: int, stride: int) -> list[int]:
-    starts = list(range(0, length - patch + 1, stride))
-    if starts[-1] + patch < length:  # cover the far edge too
-        starts.append(length - patch)
-    return starts
-
-
-def _triple(v: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    t = (int(v),) * 3 if isinstance(v, (int, np.integer)) else tuple(int(s) for s in v)
-    if len(t) != 3 or any(s < 1 for s in t):
-        raise ValueError(f"{name} must be a positive int or three positive ints, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
-def occlusion_sensitivity(model: nn.Module, x: torch.Tensor, class_idx: Any = None, patch: int | Sequence[int] = 8,
-                          stride: int | Sequence[int] = 8, fill: float | None = None, batch_size: int = 16,
-                          raw: bool = False, progress: bool = False) -> torch.Tensor:
-    """Occlusion sensitivity: how much the class logit drops when a cube of the input is blanked out.
-
-    The cube (``patch`` voxels per side) slides over a coarse grid with step ``stride``; the last cube on each
-    axis is shifted to touch the far edge so every voxel is covered. Each cube position costs one forward pass
-    (batched ``batch_size`` at a time), which is why the grid is coarse (spec §7; 3D occlusion is slow).
-    Drop = logit(x) - logit(x with the cube set to ``fill``); [C] our choices: the logit rather than the softmax
-    probability (no saturation for confident models); ``fill`` None = the volume's mean intensity (MONAI's
-    "mean_img"). The coarse grid is brought to the input grid by giving each voxel the mean drop of the cubes
-    that contain it (exact block upsampling; a blocky map when patch == stride).
-
-    Args:
-        model: classifier ``model(x) -> logits [B, K]``.
-        x: input [B, 1, D, H, W].
-        class_idx: None (predicted class), one int, or one int per volume.
-        patch, stride: cube side and grid step in voxels (int or (d, h, w)).
-        fill: intensity put into the cube (input units, e.g. windowed [0, 1]); None = per-volume mean.
-        batch_size: occluded volumes per forward pass.
-        raw: True returns the mean drop per voxel (logit units) instead of the min-max scaled map.
-        progress: show a tqdm bar over the cube positions.
-
-    Returns:
-        float32 CPU tensor [B, D, H, W] (in [0, 1] unless ``raw``).
-    """
-    _check_input(x)
-    size = tuple(x.shape[2:])
-    p = _triple(patch, "patch")
-    s = _triple(stride, "stride")
-    if any(pi > di for pi, di in zip(p, size)):
-        raise ValueError(f"patch {p} is larger than the volume {size}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    positions = [(a, b, c) for a in _starts(size[0], p[0], s[0]) for b in _starts(size[1], p[1], s[1])
-                 for c in _starts(size[2], p[2], s[2])]
-    n_vol = x.shape[0]
-    total = torch.zeros(n_vol, *size, dtype=torch.float64)
-    count = torch.zeros(size, dtype=torch.float64)
-    with _EvalMode(model), torch.no_grad():
-        logits = model(x)
-        idx = _class_indices(class_idx, logits)
-        base = logits.gather(1, idx[:, None])[:, 0].double().cpu()  # [B]
-        fills = x.mean(dim=(1, 2, 3, 4)) if fill is None else torch.full((n_vol,), float(fill), device=x.device)
-        per_pass = max(1, batch_size // n_vol)
-        bar = tqdm(total=len(positions), desc="occlusion", disable=not progress, leave=False)
-        for start in range(0, len(positions), per_pass):
-            chunk = positions[start:start + per_pass]
-            xs = x.repeat(len(chunk), 1, 1, 1, 1)  # [len(chunk) * B, C, D, H, W], position-major
-            for j, (a, b, c) in enumerate(chunk):
-                sl = (slice(j * n_vol, (j + 1) * n_vol), slice(None), slice(a, a + p[0]), slice(b, b + p[1]),
-                      slice(c, c + p[2]))
-                xs[sl] = fills.view(n_vol, 1, 1, 1, 1).to(xs.dtype)
-            out = model(xs).gather(1, idx.repeat(len(chunk))[:, None])[:, 0].double().cpu()
-            for j, (a, b, c) in enumerate(chunk):
-                drop = base - out[j * n_vol:(j + 1) * n_vol]
-                total[:, a:a + p[0], b:b + p[1], c:c + p[2]] += drop.view(n_vol, 1, 1, 1)
-                count[a:a + p[0], b:b + p[1], c:c + p[2]] += 1
-            bar.update(len(chunk))
-        bar.close()
-    m = (total / count).float()
-    return m if raw else minmax_scale(m)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Scores against lesion masks
-
-
-def _heat_and_mask(heat: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    h = _as_tensor(heat, "heat").cpu().numpy().astype(np.float64)
-    m = _as_tensor(mask, "mask").cpu().numpy()
-    if h.ndim != 3:
-        raise ValueError(f"heat must be one volume [D, H, W], got shape {h.shape}")
-    if m.shape != h.shape:
-        raise ValueError(f"mask shape {m.shape} does not match heat shape {h.shape}")
-    if m.dtype != np.bool_:
-        if not np.isin(m, (0, 1)).all():
-            raise ValueError("mask must be boolean (or 0/1)")
-        m = m.astype(bool)
-    if not np.isfinite(h).all():
-        raise ValueError("heat contains NaN or infinite values")
-    if not m.any():
-        raise ValueError("mask is empty (no lesion voxel): the score is undefined for a volume without a lesion")
-    return h.ravel(), m.ravel()
-
-
-def pointing_game(heat: ArrayLike, mask: ArrayLike, ties: str = "all") -> bool:
-    """Pointing game: is the hottest voxel of ``heat`` [D, H, W] inside the lesion ``mask`` [D, H, W] (bool)?
-
-    ``ties`` decides when several voxels share the maximum [C] our choice: "all" (default) = a hit only if every
-    one of them is inside the lesion, so a flat map cannot score by luck; "any" = a hit if one of them is; "first"
-    = numpy's argmax (the first in C order). An empty mask raises ValueError.
-    """
-    h, m = _heat_and_mask(heat, mask)
-    top = h == h.max()
-    if ties == "all":
-        return bool(m[top].all())
-    if ties == "any":
-        return bool(m[top].any())
-    if ties == "first":
-        return bool(m[int(np.argmax(h))])
-    raise ValueError(f"ties must be 'all', 'any' or 'first', got {ties!r}")
-
-
-def top_share(heat: ArrayLike, mask: ArrayLike, fraction: float = 0.10) -> float:
-    """Share of the hottest ``fraction`` of voxels (k = ceil(fraction * N), at least 1) that lie inside lesions.
-
-    Ties at the threshold [C] our choice: voxels hotter than the k-th hottest value count fully; the voxels equal
-    to it share the remaining places equally (the expected share under a random tie-break). So a constant map
-    scores the lesion's volume fraction (chance). heat, mask: [D, H, W]; returns a float in [0, 1].
-    """
-    if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    h, m = _heat_and_mask(heat, mask)
-    k = max(1, math.ceil(float(fraction) * h.size - 1e-9))
-    thr = np.partition(h, h.size - k)[h.size - k]  # the k-th largest value
-    above = h > thr
-    equal = h == thr
-    n_above = int(above.sum())
-    w_equal = (k - n_above) / int(equal.sum())
-    return float((m[above].sum() + w_equal * m[equal].sum()) / k)
-
-
-def heat_auroc(heat: ArrayLike, mask: ArrayLike) -> float:
-    """AUROC of the heat values [D, H, W] as a voxel-wise detector of the lesion ``mask`` [D, H, W]
-    (``sklearn.metrics.roc_auc_score``; tied values count one half). 0.5 = chance, 1 = every lesion voxel is hotter
-    than every other voxel. Raises ValueError for an empty mask or a mask covering the whole volume."""
-    h, m = _heat_and_mask(heat, mask)
-    if m.all():
-        raise ValueError("mask covers the whole volume: AUROC needs voxels outside the lesion")
-    return float(roc_auc_score(m, h))
-
-
-def score_heatmaps(heats: Mapping[str, ArrayLike], masks: ArrayLike,
-                   fraction: float = 0.10) -> dict[str, dict[str, float]]:
-    """Score several heat maps against lesion masks.
-
-    Args:
-        heats: name -> heat maps [B, D, H, W] (e.g. the output of :func:`heatmaps`).
-        masks: boolean lesion masks [B, D, H, W].
-        fraction: the top share's fraction (default the hottest 10%).
-
-    Returns:
-        name -> {"pointing": hit rate, "top10": mean top share, "auroc": mean AUROC}, plain floats averaged over
-        the volumes that have a lesion (volumes without one are skipped). Raises ValueError when no volume has a
-        lesion or the shapes disagree.
-    """
-    m = _as_tensor(masks, "masks").cpu().numpy()
-    if m.ndim != 4:
-        raise ValueError(f"masks must be [B, D, H, W], got shape {m.shape}")
-    keep = [i for i in range(m.shape[0]) if m[i].any()]
-    if not keep:
-        raise ValueError("no volume in masks has a lesion; the heat-map scores are undefined")
-    out: dict[str, dict[str, float]] = {}
-    for name, heat in heats.items():
-        h = _as_tensor(heat, f"heats[{name!r}]").cpu().numpy()
-        if h.shape != m.shape:
-            raise ValueError(f"heats[{name!r}] has shape {h.shape} but masks has shape {m.shape}")
-        pts = [pointing_game(h[i], m[i]) for i in keep]
-        tops = [top_share(h[i], m[i], fraction) for i in keep]
-        aucs = [heat_auroc(h[i], m[i]) for i in keep]
-        out[name] = {"pointing": float(np.mean(pts)), "top10": float(np.mean(tops)), "auroc": float(np.mean(aucs))}
     return out

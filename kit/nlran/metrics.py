@@ -37,6 +37,10 @@ PAPER_BASELINES: dict[str, dict[str, float | None]] = {
     "ResNet": {"auc": None, "precision": None, "f1": None},  # TODO(paper)
 }
 
+REPORT_KEYS = ("auc_macro", "auc_micro", "accuracy", "precision_macro", "precision_weighted", "f1_macro",
+               "f1_weighted")
+"""The test numbers of a :func:`classification_report` that the series' tables and records keep."""
+
 
 def _check_inputs(y_true: Any, probs: Any, class_names: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray,
                                                                                          list[str]]:

@@ -21,9 +21,10 @@ training ("precise BN", [C] our choice), since the spec measured unreliable runn
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,11 +47,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_INPUT_SIZES: dict[str, tuple[int, int, int]] = {"full": (64, 128, 128), "tiny": (32, 32, 32)}
 
 
-def _triple(v: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
-    t = (v, v, v) if isinstance(v, int) else tuple(v)
-    if len(t) != 3 or any((not isinstance(i, int)) or i < 1 for i in t):
-        raise ValueError(f"NLRAN3d: {name} must be a positive int or three positive ints, got {v!r}")
-    return t  # type: ignore[return-value]
+def as_triple(v: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    """``v`` as three positive ints (D, H, W): one int is repeated; ValueError naming ``name`` otherwise."""
+    t = (v, v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(t) != 3 or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 1 for i in t):
+        raise ValueError(f"{name} must be a positive int or three positive ints, got {v!r}")
+    return tuple(int(i) for i in t)  # type: ignore[return-value]
 
 
 class NLRAN3d(nn.Module):
@@ -104,7 +106,7 @@ class NLRAN3d(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"NLRAN3d: dropout must be in [0, 1), got {dropout}")
         make_norm(norm, 1)  # unknown norm -> ValueError here, before anything is built
-        kernel, stride = _triple(stem_kernel, "stem_kernel"), _triple(stem_stride, "stem_stride")
+        kernel, stride = as_triple(stem_kernel, "NLRAN3d: stem_kernel"), as_triple(stem_stride, "NLRAN3d: stem_stride")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.widths, self.mask_depths, self.nonlocal_stage = widths, mask_depths, nonlocal_stage
 

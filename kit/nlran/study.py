@@ -16,7 +16,7 @@ macro-AUC, the best epoch's weights kept). It records the test report, the NCP-v
 about), the heat-map scores of every model's CAM and of the NL-RAN attention masks read four ways (channel mean,
 channel max, the most contrasted channel per volume, and the one channel per module that found lesions best on
 the *validation* phantoms), and, for NL-RAN, where its non-local attention from lesions goes (same lung vs other
-lung, :func:`kit.nlran.explore.lesion_links`).
+lung, :func:`kit.nlran.attention.lesion_links`).
 
 Each (layout, model, seed) unit is written to ``kit/assets/nlran_tiny/study/<layout>-<model>-<seed>.json`` as it
 finishes and skipped when present, so an interrupted build resumes; :func:`summarize` turns the units into the
@@ -39,13 +39,14 @@ from tqdm.auto import tqdm
 
 from kit.core import read_json, save_weights, set_threads, write_json
 from kit.nlran.config import PHANTOM_LAYOUTS, NLRANConfig, preset
+from kit.nlran.metrics import REPORT_KEYS
+from kit.nlran.weights import ASSET_DIR
+from kit.nlran.weights import STUDY_REBUILD as REBUILD
 
 STUDY_MODELS = ("nlran", "nlran_no_nl", "resnet18_small")
 SEEDS = (0, 1, 2)
 EPOCHS, PATIENCE = 40, 10  # [C] a budget no model used up: every run stopped on its own (see the units' epochs_run)
-ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "nlran_tiny"
 STUDY_DIR = ASSET_DIR / "study"
-REBUILD = "python -m kit.nlran.study"
 MASK_READINGS = ("mean", "max", "strongest", "val-best channel")
 """How the attention masks are read as heat maps: "mean" (the spec's channel mean, AM<i> in the other tables),
 "max", "strongest" (the channel with the largest spatial spread, per volume) and "val-best channel" (per module,
@@ -84,9 +85,9 @@ def _validation_volumes(data, n: int) -> list[tuple[torch.Tensor, np.ndarray, np
 
 
 def link_scores(model: torch.nn.Module, data, n: int) -> dict[str, dict[str, float]]:
-    """Mean :func:`kit.nlran.explore.lesion_links` over the first ``n`` NCP and CP volumes of ``data`` whose lesions
+    """Mean :func:`kit.nlran.attention.lesion_links` over the first ``n`` NCP and CP volumes of ``data`` whose lesions
     fill at least one cell of the non-local grid: {"NCP": {...}, "CP": {...}} (nan-mean over volumes)."""
-    from kit.nlran.explore import lesion_links
+    from kit.nlran.attention import lesion_links
 
     out: dict[str, dict[str, float]] = {}
     for label, name in ((0, "NCP"), (1, "CP")):
@@ -106,9 +107,9 @@ def link_scores(model: torch.nn.Module, data, n: int) -> dict[str, dict[str, flo
 def run_unit(layout: str, model: str, seed: int, epochs: int = EPOCHS, patience: int = PATIENCE,
              n_explain: int = 30) -> tuple[dict[str, Any], torch.nn.Module]:
     """Train and measure one (layout, model, seed) unit; return (its JSON-able record, the trained model)."""
-    from kit.nlran.experiment import REPORT_KEYS, explanation_scores_within, load_data, predict, train_model
-    from kit.nlran.explain import best_mask_channels
+    from kit.nlran.experiment import load_data, predict, train_model
     from kit.nlran.metrics import classification_report
+    from kit.nlran.scores import best_mask_channels, explanation_scores_within
 
     if layout not in PHANTOM_LAYOUTS:
         raise ValueError(f"layout must be one of {PHANTOM_LAYOUTS}, got {layout!r}")

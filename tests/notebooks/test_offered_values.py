@@ -30,6 +30,7 @@ RUNS = [
     ("nlran/01_train", {"model": "nlran_no_nl", "norm": "group", "epochs": 1, "n_train": 24}),
     ("nlran/01_train", {"model": "resnet18", "epochs": 1, "n_train": 24}),
     ("nlran/01_train", {"model": "resnet18_cbam", "epochs": 1, "n_train": 24}),
+    ("nlran/01_train", {"phantom_layout": "arrangement", "epochs": 1, "n_train": 24}),
     ("t2i/03_explore", {"preset": "shapes"}),
     ("multiedits/01_train", {"kinds": "mixed"}),
     ("multiedits/02_evaluate", {"kinds": "mixed", "n_cases": 1}),

@@ -14,6 +14,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 import widgets.nlran as wn
 from kit.nlran import explain
 from kit.nlran import phantom as ph
+from kit.nlran.data import window
 from kit.nlran.metrics import classification_report
 from kit.nlran.models import nlran3d
 
@@ -166,7 +167,7 @@ def test_lesion_painter_add_move_remove():
     assert w.selected == 0 and np.any(p1 != p0)
     np.testing.assert_allclose(np.asarray(bars.y, dtype=float), p1, atol=1e-6)
     assert np.asarray(bars.y, dtype=float).sum() == pytest.approx(1.0)
-    x1 = torch.from_numpy(ph.window(hu1))[None, None]
+    x1 = torch.from_numpy(window(hu1))[None, None]
     heat = explain.heatmaps(model, x1)
     np.testing.assert_allclose(z_of(w.figure.data[w.HEAT]), heat["AM1"][0, 15].numpy(), atol=1e-5)
     np.testing.assert_allclose(z_of(w.figure.data[w.BASE]), lung_window(hu1)[15], atol=1e-6)
@@ -249,7 +250,7 @@ def test_nonlocal_view_select_and_click(explicit_nonlocal_attention):
         model.nonlocal_block.theta.weight.mul_(25.0)
         model.nonlocal_block.phi.weight.mul_(25.0)
     hu = ph.make_phantom("NCP", np.random.default_rng(1)).hu
-    x = torch.from_numpy(ph.window(hu))[None, None]
+    x = torch.from_numpy(window(hu))[None, None]
     rows = explicit_nonlocal_attention(model, x)
     v = wn.NonLocalView(model, x)
     assert v.grid == (8, 8, 8) and v.kv_grid == (8, 8, 8)
@@ -258,7 +259,7 @@ def test_nonlocal_view_select_and_click(explicit_nonlocal_attention):
     assert v.cell == (2, 7, 0) and v.key_slider.value == 2 and v.input_slider.value == 9
     np.testing.assert_allclose(z_of(v.figure.data[v.WEIGHTS]), want[2], atol=1e-5)
     assert v.figure.data[v.WEIGHTS].zmax == pytest.approx(want.max(), abs=1e-5)
-    np.testing.assert_allclose(z_of(v.figure.data[v.BASE]), ph.window(hu)[9])
+    np.testing.assert_allclose(z_of(v.figure.data[v.BASE]), window(hu)[9])
     assert list(v.figure.data[v.CROSS].x) == [2] and list(v.figure.data[v.CROSS].y) == [30]
     v.key_slider.value = 6
     np.testing.assert_allclose(z_of(v.figure.data[v.WEIGHTS]), want[6], atol=1e-5)

@@ -15,19 +15,9 @@ import torch.nn.functional as F
 from monai.transforms import Resize, ScaleIntensityRange  # imported here: MONAI takes seconds to import
 from PIL import Image
 
-from kit.nlran.data import (
-    PAPER_SPLIT,
-    CCCIIDataset,
-    NiftiDataset,
-    ScanRecord,
-    find_nifti,
-    find_scans,
-    load_nifti,
-    load_slices,
-    preprocess,
-    split_records,
-)
+from kit.nlran.data import PAPER_SPLIT, CCCIIDataset, NiftiDataset, preprocess, split_records
 from kit.nlran.phantom import CLASSES
+from kit.nlran.scans import ScanRecord, find_nifti, find_scans, load_nifti, load_slices
 
 torch.set_num_threads(1)
 

@@ -11,11 +11,11 @@ from kit.nlran.config import preset
 from kit.nlran.experiment import (
     comparison_rows,
     evaluate,
-    explanation_scores,
     load_data,
     predict,
     train_model,
 )
+from kit.nlran.scores import explanation_scores
 
 torch.set_num_threads(1)
 
@@ -148,7 +148,7 @@ def test_explanation_scores_cover_every_map_and_only_volumes_with_lesions():
 
 
 def test_committed_models_load_and_meet_the_bar_on_held_out_phantoms():
-    from kit.nlran.assets import committed_results, load_committed
+    from kit.nlran.weights import committed_results, load_committed
 
     results = committed_results()
     rows = {r["model"]: r for r in results["rows"]}
@@ -165,12 +165,16 @@ def test_committed_models_load_and_meet_the_bar_on_held_out_phantoms():
         load_committed("vgg")
     with pytest.raises(FileNotFoundError, match="python -m kit.nlran.assets"):
         load_committed("nlran", folder="/nonexistent")
+    with pytest.raises(FileNotFoundError, match="python -m kit.nlran.study"):
+        load_committed("nlran", folder="/nonexistent", layout="arrangement")
+    with pytest.raises(ValueError, match="layout"):
+        load_committed("nlran", layout="lobar")
 
 
 def test_cli_train_entry_point_writes_weights_and_the_test_report(tmp_path):
     from kit.core import RunDir
-    from kit.nlran.assets import load_committed
     from kit.nlran.experiment import train
+    from kit.nlran.weights import load_committed
 
     cfg = small(epochs=1)
     tm = train(cfg, RunDir(tmp_path))
@@ -207,9 +211,9 @@ def test_training_moves_the_augmentation_epoch_of_real_data():
 
 def test_heatmap_comparison_scores_both_regions_and_its_verdict_follows_the_scores():
     from kit.nlran.baselines import build_model
-    from kit.nlran.experiment import heatmap_comparison
     from kit.nlran.models import nlran3d
     from kit.nlran.report import heatmap_markdown
+    from kit.nlran.scores import heatmap_comparison
 
     data = load_data(small())
     torch.manual_seed(0)

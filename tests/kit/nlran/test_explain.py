@@ -13,19 +13,9 @@ import torch.nn.functional as F
 from monai.visualize import CAM, GradCAM
 from torch import nn
 
-from kit.nlran.explain import (
-    attention_heatmaps,
-    cam,
-    candidate_layers,
-    grad_cam,
-    heat_auroc,
-    heatmaps,
-    occlusion_sensitivity,
-    pointing_game,
-    score_heatmaps,
-    top_share,
-    upsample_to,
-)
+from kit.nlran.explain import attention_heatmaps, cam, candidate_layers, grad_cam, heatmaps, upsample_to
+from kit.nlran.occlusion import occlusion_sensitivity
+from kit.nlran.scores import heat_auroc, pointing_game, score_heatmaps, top_share
 
 torch.set_num_threads(1)
 

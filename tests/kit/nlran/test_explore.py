@@ -12,9 +12,11 @@ import torch
 from skimage.measure import points_in_poly
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
+from kit.nlran import attention as att
 from kit.nlran import explain
 from kit.nlran import explore as ex
 from kit.nlran import phantom as ph
+from kit.nlran.data import window
 from kit.nlran.metrics import classification_report
 from kit.nlran.models import nlran3d
 
@@ -161,9 +163,9 @@ def test_painter_heatmaps_and_errors():
     spec = ph.sample_spec("CP", np.random.default_rng(7))
     p = ex.Painter(model, ph.render(spec))  # a Phantom is accepted too
     hu = ph.render(spec).hu
-    np.testing.assert_allclose(ph.window(hu), lung_window(hu), atol=1e-6)
+    np.testing.assert_allclose(window(hu), lung_window(hu), atol=1e-6)
     # min-max scaled maps amplify float32 rounding of the input: feed the painter's exact windowing here
-    want = explain.heatmaps(model, torch.from_numpy(ph.window(hu))[None, None], class_idx=1)
+    want = explain.heatmaps(model, torch.from_numpy(window(hu))[None, None], class_idx=1)
     got = p.heatmaps(1)
     assert set(got) == {"AM1", "AM2", "AM3", "CAM", "Grad-CAM"}
     for k in got:
@@ -191,37 +193,37 @@ def peaked_model(seed: int, **overrides) -> torch.nn.Module:
 def test_attention_for_voxel_is_a_row_of_softmax_theta_phi(sub_sample, explicit_nonlocal_attention):
     model = peaked_model(3, nonlocal_sub_sample=sub_sample)
     x = torch.from_numpy(lung_window(ph.make_phantom("NCP", np.random.default_rng(0)).hu))[None, None]
-    attn, grid, kv_grid = ex.nonlocal_attention(model, x)
+    attn, grid, kv_grid = att.nonlocal_attention(model, x)
     assert grid == (8, 8, 8) and kv_grid == ((4, 4, 4) if sub_sample else (8, 8, 8))
     ref = explicit_nonlocal_attention(model, x)
     for voxel in [(0, 0, 0), (3, 5, 6), (7, 2, 1)]:
-        w = ex.attention_for_voxel(attn, grid, kv_grid, voxel)
+        w = att.attention_for_voxel(attn, grid, kv_grid, voxel)
         assert w.shape == kv_grid and w.sum() == pytest.approx(1.0, abs=1e-5)
         i = (voxel[0] * 8 + voxel[1]) * 8 + voxel[2]
         np.testing.assert_allclose(w.ravel(), ref[i], atol=1e-5)
         assert w.max() > 2.0 / w.size  # not uniform: the test can tell rows apart
-    assert not np.allclose(ex.attention_for_voxel(attn, grid, kv_grid, (0, 0, 0)),
-                           ex.attention_for_voxel(attn, grid, kv_grid, (7, 2, 1)))
+    assert not np.allclose(att.attention_for_voxel(attn, grid, kv_grid, (0, 0, 0)),
+                           att.attention_for_voxel(attn, grid, kv_grid, (7, 2, 1)))
     with pytest.raises(ValueError, match="voxel"):
-        ex.attention_for_voxel(attn, grid, kv_grid, (8, 0, 0))
+        att.attention_for_voxel(attn, grid, kv_grid, (8, 0, 0))
 
 
 def test_input_voxel_to_grid_and_back():
-    assert ex.input_voxel_to_grid((31, 0, 17), (32, 32, 32), (8, 8, 8)) == (7, 0, 4)
+    assert att.input_voxel_to_grid((31, 0, 17), (32, 32, 32), (8, 8, 8)) == (7, 0, 4)
     for v in range(32):
-        assert ex.input_voxel_to_grid((v, v, v), (32, 32, 32), (8, 4, 2)) == (v // 4, v // 8, v // 16)
-    assert ex.input_voxel_to_grid((5, 6, 7), (8, 8, 8), (4, 4, 4)) == (2, 3, 3)  # query cell -> pooled key cell
-    assert ex.grid_to_input((0, 7, 3), (32, 32, 32), (8, 8, 8)) == (1.5, 29.5, 13.5)
+        assert att.input_voxel_to_grid((v, v, v), (32, 32, 32), (8, 4, 2)) == (v // 4, v // 8, v // 16)
+    assert att.input_voxel_to_grid((5, 6, 7), (8, 8, 8), (4, 4, 4)) == (2, 3, 3)  # query cell -> pooled key cell
+    assert att.grid_to_input((0, 7, 3), (32, 32, 32), (8, 8, 8)) == (1.5, 29.5, 13.5)
     with pytest.raises(ValueError, match="voxel"):
-        ex.input_voxel_to_grid((32, 0, 0), (32, 32, 32), (8, 8, 8))
+        att.input_voxel_to_grid((32, 0, 0), (32, 32, 32), (8, 8, 8))
 
 
 def test_nonlocal_attention_errors():
     x = torch.rand(1, 1, 32, 32, 32)
     with pytest.raises(ValueError, match="no non-local block"):
-        ex.nonlocal_attention(tiny_model(0, nonlocal_stage=None), x)
+        att.nonlocal_attention(tiny_model(0, nonlocal_stage=None), x)
     with pytest.raises(ValueError, match="one volume"):
-        ex.nonlocal_attention(tiny_model(0), torch.rand(2, 1, 32, 32, 32))
+        att.nonlocal_attention(tiny_model(0), torch.rand(2, 1, 32, 32, 32))
 
 
 # --- ROC data ------------------------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_lesion_affinity_equals_a_hand_sum_over_the_attention_rows(explicit_nonl
     import numpy as np
     import torch
 
-    from kit.nlran.explore import lesion_affinity
+    from kit.nlran.attention import lesion_affinity
     from kit.nlran.models import nlran3d
 
     torch.manual_seed(0)
@@ -307,5 +309,5 @@ def test_focus_voxel_and_lesion_summary_work_with_and_without_lesions():
     assert ((np.array([z, y, x]) - lungs.mean(0)) ** 2).sum() == pytest.approx(d.min())
     assert "no lesion" in ex.nonlocal_lesion_summary(model, normal)["note"]
     out = ex.nonlocal_lesion_summary(model, sick, threshold=0.0)  # every touched cell counts: measurable
-    assert out == ex.lesion_affinity(model, sick.input(), sick.lesion_mask(), threshold=0.0)
+    assert out == att.lesion_affinity(model, sick.input(), sick.lesion_mask(), threshold=0.0)
     assert "mostly lesion" in ex.nonlocal_lesion_summary(model, sick, threshold=1.01)["note"]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from monai.transforms import ScaleIntensityRange
 
+from kit.nlran.data import PhantomDataset, window
 from kit.nlran.phantom import (
     CLASS_TITLES,
     CLASSES,
@@ -15,7 +16,6 @@ from kit.nlran.phantom import (
     KNOB_DEFAULTS,
     LUNG_HU,
     Lesion,
-    PhantomDataset,
     add_lesion,
     make_phantom,
     move_lesion,
@@ -24,7 +24,6 @@ from kit.nlran.phantom import (
     render,
     sample_spec,
     voxel_to_normalised,
-    window,
 )
 
 torch.set_num_threads(1)
@@ -166,7 +165,7 @@ def test_knobs_change_the_lesions():
     r32 = sample_spec(0, rng(53), 32, blob_radius=3.0).lesions[0].radius
     r64 = sample_spec(0, rng(53), 64, blob_radius=3.0).lesions[0].radius
     assert (r32, r64) == (3.0, 6.0)
-    assert set(KNOB_DEFAULTS) == {"blob_radius", "n_blobs", "contrast", "noise_hu", "n_vessels"}
+    assert set(KNOB_DEFAULTS) == {"blob_radius", "n_blobs", "contrast", "noise_hu", "n_vessels", "layout"}
 
 
 @pytest.mark.parametrize("knobs, name", [
