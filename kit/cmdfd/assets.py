@@ -13,20 +13,15 @@ training histories).
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from kit.cmdfd.config import LOSSES, TRAIN_CONFIGS, preset
+from kit.cmdfd.config import LOSSES, TRAIN_CONFIGS, CMDFDConfig, preset
 from kit.cmdfd.experiment import Teachers, attach_teachers, evaluate, make_data, train, train_teachers
 from kit.cmdfd.models import TalkNetStudent
 from kit.cmdfd.teachers import VisemeTeacher
-from kit.core import load_weights, read_json, save_weights, set_threads, write_json
+from kit.core import load_weights, read_json, save_weights, write_json
+from kit.core.build import UnitCache, build_parser, default_work, parse_build_args, rounded_history
 
 __all__ = ["ASSET_DIR", "REBUILD", "build", "load_student", "save_student", "load_teachers", "committed_results",
            "saved_losses"]
@@ -86,20 +81,37 @@ def committed_results(folder: str | Path | None = None) -> dict:
     return read_json(Path(folder or ASSET_DIR) / "results.json", _rebuild(folder))
 
 
-def _short(history: list[dict]) -> list[dict]:
-    return [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history]
+def _student_unit(cfg: CMDFDConfig, config: str, data: dict, teachers: Teachers, keep: Path | None) -> dict:
+    """Train and score one student on training configuration ``config``; ``keep``: save it there (float16) and
+    score what is saved."""
+    res = train(cfg, data, progress=False)
+    if keep is not None:
+        save_weights(res.model, keep / f"student_{cfg.loss}.safetensors")
+        res.model = load_student(cfg.loss, keep)  # score what is committed: the float16 weights
+    ev = evaluate(res.model, data["test"])
+    return {"seed": cfg.seed, "config": config, "loss": cfg.loss, "per_kind": ev["per_kind"],
+            "per_kind_c": ev["per_kind_c"], "overall": ev["overall"], "per_kind_metrics": ev["per_kind_metrics"],
+            "teacher_accuracy": teachers.accuracy, "train_seconds": res.seconds, "val": res.best_metrics,
+            "history": rounded_history(res.history) if keep is not None else None}
+
+
+def _save_teachers(teachers: Teachers, cfg: CMDFDConfig, data: dict, out: Path) -> None:
+    from kit.data.talking import VISEMES
+
+    for modality in ("audio", "video"):
+        save_weights(getattr(teachers, modality), out / f"teacher_{modality}.safetensors")
+    write_json(out / "config.json", {"arch": cfg.arch, "n_features": int(data["train"].feats.shape[-1]),
+                                     "n_visemes": len(VISEMES), "features": cfg.features, "size": cfg.size,
+                                     "n_frames": cfg.n_frames, "teacher_accuracy": teachers.accuracy})
 
 
 def build(seeds=(0, 1, 2, 3), configs=tuple(TRAIN_CONFIGS), losses=LOSSES, work: Path | None = None,
-          out: Path = ASSET_DIR, preset_name: str = "lite", **overrides) -> dict:
+          out: Path = ASSET_DIR, preset_name: str = "lite", progress: bool = True, **overrides) -> dict:
     """Run the build (module docstring) and return the report written to ``out / "results.json"``."""
-    from kit.data.talking import VISEMES
-
-    work = Path(work or Path(tempfile.gettempdir()) / "kit_cmdfd_build")
-    work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     base = preset(preset_name, device="cpu", **overrides)
-    t0 = time.perf_counter()
+    units = UnitCache(work or default_work("cmdfd"), len(seeds) * len(configs) * len(losses), "cmdfd build",
+                      progress)
     rows = []
     for seed in seeds:
         teachers = None
@@ -107,54 +119,25 @@ def build(seeds=(0, 1, 2, 3), configs=tuple(TRAIN_CONFIGS), losses=LOSSES, work:
             cfg = replace(base, seed=seed, train_kinds=TRAIN_CONFIGS[config])
             data = None
             for loss in losses:
-                path = work / f"s{seed}_{config}_{loss}.json"
-                if path.is_file():
-                    rows.append(json.loads(path.read_text()))
-                    continue
-                if data is None:
+                key = f"s{seed}_{config}_{loss}"
+                if data is None and not units.done(key):  # data and teachers only for a unit still to run
                     data = make_data(cfg)
                     if teachers is None:
                         teachers = train_teachers(cfg, data, progress=False)
                         if seed == seeds[0]:
-                            for modality in ("audio", "video"):
-                                save_weights(getattr(teachers, modality), out / f"teacher_{modality}.safetensors")
-                            write_json(out / "config.json", {"arch": cfg.arch, "n_features": int(data["train"].feats.shape[-1]),
-                                                             "n_visemes": len(VISEMES), "features": cfg.features,
-                                                             "size": cfg.size, "n_frames": cfg.n_frames,
-                                                             "teacher_accuracy": teachers.accuracy})
+                            _save_teachers(teachers, cfg, data, out)
                     else:
                         attach_teachers(data, teachers)
-                t = time.perf_counter()
-                res = train(replace(cfg, loss=loss), data, progress=False)
-                keep = seed == seeds[0] and config == "swap_shift"
-                if keep:
-                    save_weights(res.model, out / f"student_{loss}.safetensors")
-                    res.model = load_student(loss, out)  # score what is committed: the float16 weights
-                ev = evaluate(res.model, data["test"])
-                row = {"seed": seed, "config": config, "loss": loss, "per_kind": ev["per_kind"],
-                       "per_kind_c": ev["per_kind_c"],
-                       "overall": ev["overall"], "per_kind_metrics": ev["per_kind_metrics"],
-                       "teacher_accuracy": teachers.accuracy, "train_seconds": res.seconds, "val": res.best_metrics,
-                       "history": _short(res.history) if keep else None, "seconds": time.perf_counter() - t}
-                write_json(path, row)
-                rows.append(row)
-                print(f"seed {seed} {config} {loss}: " + " ".join(f"{k} {v:.3f}" for k, v in ev["per_kind"].items())
-                      + f" ({row['seconds']:.0f} s)", flush=True)
-    report = {"config": asdict(base), "seeds": list(seeds), "configs": list(configs), "losses": list(losses),
-              "rows": rows, "build_seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
-    write_json(out / "results.json", report)
-    return report
+                keep = out if seed == seeds[0] and config == "swap_shift" else None
+                rows.append(units.run(key, _student_unit, replace(cfg, loss=loss), config, data, teachers, keep,
+                                      describe=lambda r: " ".join(f"{k} {v:.3f}" for k, v in r["per_kind"].items())))
+    return units.report(out / "results.json", {"config": asdict(base), "seeds": list(seeds), "configs": list(configs),
+                                               "losses": list(losses), "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ASSET_DIR))
-    parser.add_argument("--work", default=None, help="cache of finished units: an interrupted build resumes there")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    report = build(tuple(args.seeds), work=args.work and Path(args.work), out=Path(args.out))
+    args = parse_build_args(build_parser(__doc__, ASSET_DIR, seeds=(0, 1, 2, 3)), argv)
+    report = build(args.seeds, work=args.work, out=args.out)
     from kit.cmdfd.explore import ablation_table
 
     for r in ablation_table(report["rows"]):

@@ -30,7 +30,7 @@ from kit.cmdfd.teachers import VisemeTeacher
 from kit.core import RunDir, fit, pick_device, seed_everything
 
 __all__ = ["Prepared", "Teachers", "TrainResult", "features_of", "prepare", "make_data", "train_teachers",
-           "attach_teachers", "train", "clip_scores", "evaluate", "build_student"]
+           "attach_teachers", "train", "fit_student", "clip_scores", "evaluate", "build_student"]
 
 Callback = Callable[[dict], None]
 
@@ -177,43 +177,57 @@ class TrainResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def train(cfg: CMDFDConfig, data: dict[str, Prepared], run: RunDir | None = None, callbacks: Sequence[Callback] = (),
-          progress: bool = True) -> TrainResult:
-    """Train the student on ``data["train"]`` with ``cfg.loss`` (Adam, StepLR ``lr_decay`` per epoch); the weights of
-    the best validation AUC are kept. The CD / JC terms need the teachers' posteriors (:func:`train_teachers`)."""
+def fit_student(cfg: CMDFDConfig, model: TalkNetStudent, batches, eval_fn: Callable[[TalkNetStudent], dict],
+                per_epoch: int, posteriors: Callable | None = None, run: RunDir | None = None,
+                callbacks: Sequence[Callback] = (), progress: bool = True, desc: str = "student",
+                logs_per_epoch: int = 4) -> TrainResult:
+    """Fit ``model`` on ``batches`` (a dataset or loader of (feats, video, label, a, b)) with ``cfg.loss`` for
+    ``cfg.epochs`` epochs of ``per_epoch`` steps: Adam, StepLR(1 epoch, ``cfg.lr_decay``) when it decays, ``eval_fn``
+    (-> "val_auc", "val_acc") every epoch, the weights of the best validation AUC kept. ``posteriors(a, b)`` gives
+    the teachers' (p, q); None: a, b are p, q already (the offline clips carry them)."""
     w_ce, w_cd, w_jc = cfg.weights
-    if (w_cd or w_jc) and data["train"].p is None:
-        raise ValueError(f"loss {cfg.loss!r} needs the teachers' posteriors: run train_teachers(cfg, data) first")
-    seed_everything(cfg.seed)
-    model = build_student(cfg, data["train"].feats.shape[-1])
     device = pick_device(cfg.device)
-    per_epoch = math.ceil(len(data["train"]) / cfg.batch_size)
 
     def loss_fn(m: TalkNetStudent, batch) -> dict[str, torch.Tensor]:
-        feats, video, y, p, q = (t.to(device) for t in batch)
+        feats, video, y, a, b = (t.to(device) for t in batch)
         out = m(feats, video)
+        p, q = (a, b) if posteriors is None else posteriors(a, b)
         terms = total_loss(out.logits, out.a, out.v, y, p, q, w_ce=w_ce, w_cd=w_cd, w_jc=w_jc, margin=cfg.margin,
                            kind=cfg.kind)
         return {"loss": terms["loss"], "ce": terms["ce"].detach(), "cd": terms["cd"].detach(),
                 "jc": terms["jc"].detach()}
 
-    def eval_fn(m: TalkNetStudent) -> dict[str, float]:
-        ev = evaluate(m, data["val"])["overall"]
-        return {"val_auc": ev["auc"], "val_acc": ev["acc"]}
-
     scheduler = None
     if cfg.lr_decay < 1:
         scheduler = lambda o: torch.optim.lr_scheduler.StepLR(o, per_epoch, cfg.lr_decay)  # noqa: E731
     t0 = time.perf_counter()
-    res = fit(model, loss_fn, data["train"], max_steps=cfg.epochs * per_epoch, batch_size=cfg.batch_size,
+    res = fit(model, loss_fn, batches, max_steps=cfg.epochs * per_epoch, batch_size=cfg.batch_size,
               optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg.lr), scheduler=scheduler, eval_fn=eval_fn,
               eval_every=per_epoch, select="val_auc", run=run, checkpoint_every=per_epoch if run is not None else 0,
-              callbacks=callbacks, seed=cfg.seed, device=cfg.device, progress=progress, desc=f"student {cfg.loss}",
-              log_every=max(1, per_epoch // 4))
+              callbacks=callbacks, seed=cfg.seed, device=cfg.device, progress=progress, desc=f"{desc} {cfg.loss}",
+              log_every=max(1, per_epoch // logs_per_epoch))
     model = res.model
     if res.best_state is not None:
         model.load_state_dict(res.best_state)
     return TrainResult(model.eval(), res.history, time.perf_counter() - t0, dict(res.best_metrics or res.metrics))
+
+
+def train(cfg: CMDFDConfig, data: dict[str, Prepared], run: RunDir | None = None, callbacks: Sequence[Callback] = (),
+          progress: bool = True) -> TrainResult:
+    """Train the student on ``data["train"]`` with ``cfg.loss`` (:func:`fit_student`), validated on ``data["val"]``.
+    The CD / JC terms need the teachers' posteriors (:func:`train_teachers`)."""
+    _, w_cd, w_jc = cfg.weights
+    if (w_cd or w_jc) and data["train"].p is None:
+        raise ValueError(f"loss {cfg.loss!r} needs the teachers' posteriors: run train_teachers(cfg, data) first")
+    seed_everything(cfg.seed)
+    model = build_student(cfg, data["train"].feats.shape[-1])
+
+    def eval_fn(m: TalkNetStudent) -> dict[str, float]:
+        ev = evaluate(m, data["val"])["overall"]
+        return {"val_auc": ev["auc"], "val_acc": ev["acc"]}
+
+    return fit_student(cfg, model, data["train"], eval_fn, math.ceil(len(data["train"]) / cfg.batch_size),
+                       run=run, callbacks=callbacks, progress=progress)
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """What the CMDFD notebooks and widgets show: one clip through the student and the teachers (the per-frame
 correlation c_t beside the target r_t, the T x T correlation maps whose diagonal they are), what an audio offset does
-to them and to the fake score, and the ablation table across seeds.
+to them and to the fake score, the ablation table across seeds with what the distilled correlation reads out, and
+the committed students re-measured on fresh clips.
 
 Offsets move the audio against the video by whole frames: ``k > 0`` delays the audio (its first k frames silent,
 its last k dropped), ``k < 0`` advances it.
@@ -8,19 +9,21 @@ its last k dropped), ``k < 0`` advances it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from kit.cmdfd.experiment import Teachers, features_of
+from kit.cmdfd.experiment import Prepared, Teachers, evaluate, features_of
 from kit.cmdfd.losses import correlation_matrix, student_correlation_matrix
 from kit.cmdfd.models import TalkNetStudent
 
-__all__ = ["ClipView", "shift_audio", "clip_view", "offset_sweep", "ridge_offset", "ablation_table", "roc_points"]
+__all__ = ["ClipView", "Remeasured", "shift_audio", "clip_view", "offset_sweep", "ridge_offset", "ablation_table",
+           "unseen_gain", "correlation_readout", "remeasure", "roc_points"]
 
 SAMPLES_PER_FRAME = 640
+KIND_NAMES = {"lipsync": "lip-sync", "talking_head": "talking head"}
 
 
 def shift_audio(audio: np.ndarray, k: int) -> np.ndarray:
@@ -123,6 +126,55 @@ def ablation_table(rows: Sequence[dict], kinds: Sequence[str] | None = None) -> 
             vals = [r["per_kind"][k] for r in ordered]
             out.append({"config": config, "loss": loss, "kind": k, "mean": float(np.mean(vals)),
                         "std": float(np.std(vals)), "per_seed": vals, "seeds": [r["seed"] for r in ordered]})
+    return out
+
+
+def unseen_gain(table: Sequence[dict], kinds: Sequence[str] = ("lipsync", "talking_head"),
+                base: str = "ce", method: str = "ce_cd_jc") -> dict[str, dict[str, float]]:
+    """{"<config>/<kind>": {base, method: mean AUC, "gain": method - base}} of an :func:`ablation_table` for each
+    training configuration and each of ``kinds`` (the fake kinds training never saw)."""
+    out = {}
+    for config in dict.fromkeys(r["config"] for r in table):
+        for k in kinds:
+            m = {r["loss"]: r["mean"] for r in table if r["config"] == config and r["kind"] == k}
+            out[f"{config}/{k}"] = {base: m[base], method: m[method], "gain": m[method] - m[base]}
+    return out
+
+
+def correlation_readout(rows: Sequence[dict]) -> list[dict]:
+    """Per (training config, loss, fake kind) of build rows ``{"config", "loss", "per_kind_c": {kind: auc}}``, the
+    mean over seeds of the AUC of the student's own 1 - mean c as a fake score (what the distilled correlation
+    knows): rows {"training fakes", "loss", "fake kind", "AUC of 1 - mean c"}."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for r in rows:
+        for k, v in r["per_kind_c"].items():
+            groups.setdefault((r["config"], r["loss"], k), []).append(v)
+    return [{"training fakes": c, "loss": loss, "fake kind": k, "AUC of 1 - mean c": float(np.mean(v))}
+            for (c, loss, k), v in groups.items()]
+
+
+@dataclass
+class Remeasured:
+    """Students scored on one test split: ``measured`` {loss: {"per_kind": {kind: AUC}, "overall": video_metrics}},
+    ``curves`` {"<loss> · <kind>": (clip scores, labels) of the real clips and that kind's fakes} (for a ROC
+    panel), ``rows`` one table row per loss (AUC per fake kind, overall EER and HTER)."""
+
+    measured: dict[str, dict] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+
+
+def remeasure(students: Mapping[str, TalkNetStudent], test: Prepared, kind: str = "lipsync") -> Remeasured:
+    """:func:`kit.cmdfd.experiment.evaluate` of each student (by loss) on ``test``, with the ROC input of the real
+    clips against ``kind``'s fakes."""
+    out = Remeasured()
+    sel = (test.kind == "real") | (test.kind == kind)
+    labels = test.label.numpy()[sel]
+    for loss, model in students.items():
+        ev = evaluate(model, test)
+        out.measured[loss] = {"per_kind": ev["per_kind"], "overall": ev["overall"]}
+        out.curves[f"{loss} · {KIND_NAMES.get(kind, kind)}"] = (np.asarray(ev["scores"]["score"])[sel], labels)
+        out.rows.append({"loss": loss, **ev["per_kind"], "EER": ev["overall"]["eer"], "HTER": ev["overall"]["hter"]})
     return out
 
 

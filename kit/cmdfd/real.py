@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,11 @@ import numpy as np
 import torch
 
 from kit.cmdfd.config import CMDFDConfig
-from kit.cmdfd.experiment import TrainResult, build_student
+from kit.cmdfd.experiment import TrainResult, build_student, fit_student
 from kit.cmdfd.features import mfcc, stft_features
-from kit.cmdfd.losses import total_loss
 from kit.cmdfd.metrics import video_metrics
 from kit.cmdfd.teachers import AudioNet, VideoNet, load_deep_avsr
-from kit.core import RunDir, fit, pick_device, seed_everything
+from kit.core import RunDir, pick_device, seed_everything
 from kit.data.avclips import AVClipList
 
 __all__ = ["RealClips", "length_batches", "crop_collate", "load_teachers", "train_real", "evaluate_real",
@@ -145,7 +143,7 @@ def load_teachers(teacher_dir: str | Path) -> tuple[AudioNet, VideoNet]:
 def train_real(cfg: CMDFDConfig, run: RunDir | None = None, callbacks: Sequence[Callable[[dict], None]] = (),
                progress: bool = True) -> TrainResult:
     """Train the student on ``cfg.train_csv`` with ``cfg.loss``, validating on ``cfg.val_csv`` every epoch."""
-    w_ce, w_cd, w_jc = cfg.weights
+    _, w_cd, w_jc = cfg.weights
     needs = bool(w_cd or w_jc)
     if needs and not cfg.teacher_dir:
         raise ValueError(f"loss {cfg.loss!r} needs deep_avsr's teachers: pass teacher_dir= (audio-only.pt, "
@@ -159,36 +157,20 @@ def train_real(cfg: CMDFDConfig, run: RunDir | None = None, callbacks: Sequence[
                                                                             cfg.seed),
                                          collate_fn=crop_collate, num_workers=cfg.num_workers)
     model = build_student(cfg)
-    per_epoch = len(loader)
 
-    def loss_fn(m, batch) -> dict[str, torch.Tensor]:
-        feats, video, y, stft, lip = (x.to(device) for x in batch)
-        out = m(feats, video)
-        p = q = None
-        if teachers is not None:
-            with torch.no_grad():
-                p, q = teachers[0](stft), teachers[1](lip)
-        terms = total_loss(out.logits, out.a, out.v, y, p, q, w_ce=w_ce, w_cd=w_cd, w_jc=w_jc, margin=cfg.margin,
-                           kind=cfg.kind)
-        return {"loss": terms["loss"], "ce": terms["ce"].detach(), "cd": terms["cd"].detach(),
-                "jc": terms["jc"].detach()}
+    def posteriors(stft: torch.Tensor, lip: torch.Tensor):
+        if teachers is None:
+            return None, None
+        with torch.no_grad():
+            return teachers[0](stft), teachers[1](lip)
 
     def eval_fn(m) -> dict[str, float]:
         ev = _score(m, val, device)
         met = video_metrics(ev["score"], ev["label"], ev["pred"])
         return {"val_auc": met["auc"], "val_acc": met["acc"]}
 
-    t0 = time.perf_counter()
-    res = fit(model, loss_fn, loader, max_steps=cfg.epochs * per_epoch, batch_size=cfg.batch_size,
-              optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg.lr),
-              scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, per_epoch, cfg.lr_decay), eval_fn=eval_fn,
-              eval_every=per_epoch, select="val_auc", run=run, checkpoint_every=per_epoch if run is not None else 0,
-              callbacks=callbacks, seed=cfg.seed, device=cfg.device, progress=progress, desc=f"TalkNet {cfg.loss}",
-              log_every=max(1, per_epoch // 10))
-    model = res.model
-    if res.best_state is not None:
-        model.load_state_dict(res.best_state)
-    return TrainResult(model.eval(), res.history, time.perf_counter() - t0, dict(res.best_metrics or res.metrics))
+    return fit_student(cfg, model, loader, eval_fn, len(loader), posteriors, run=run, callbacks=callbacks,
+                       progress=progress, desc="TalkNet", logs_per_epoch=10)
 
 
 @torch.no_grad()

@@ -1,5 +1,7 @@
-"""Shared core: device, seeding, run folders, checkpoints, presets and the one training loop."""
+"""Shared core: device, seeding, run folders, checkpoints, presets, the one training loop and resumable asset
+builds."""
 
+from kit.core.build import UnitCache, build_parser, default_work, parse_build_args, rounded_history
 from kit.core.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -26,7 +28,10 @@ __all__ = [
     "CheckpointError",
     "FitResult",
     "RunDir",
+    "UnitCache",
+    "build_parser",
     "config_dict",
+    "default_work",
     "eval_mode",
     "fit",
     "latest_checkpoint",
@@ -34,9 +39,11 @@ __all__ = [
     "load_training_state",
     "load_weights",
     "markdown_table",
+    "parse_build_args",
     "pick_device",
     "preset",
     "read_json",
+    "rounded_history",
     "save_checkpoint",
     "save_model",
     "save_training_state",

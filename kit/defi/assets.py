@@ -10,19 +10,17 @@ curve and the time it took). The notebooks load this model by default, so evalua
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from kit.core import load_weights, read_json, save_model, set_threads
+from kit.core import build_parser, load_weights, parse_build_args, read_json, save_model
 from kit.defi.model import DeFINet
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "defi_lite"
 ARCH_KEYS = ("model", "input_filter", "channels", "lite_widths")
 REBUILD = "python -m kit.defi.assets"
-
 
 
 def load_pretrained(preset: str = "lite", folder: str | Path | None = None) -> DeFINet:
@@ -49,13 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     from kit.defi.config import preset
     from kit.defi.experiment import evaluate, load_data, table_rows, train
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ASSET_DIR))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=None)
+    parser = build_parser(__doc__, ASSET_DIR, work=False, steps=True)
     parser.add_argument("--input-filter", default=None, help="override the preset's forensic input (an ablation)")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
+    args = parse_build_args(parser, argv)
     cfg = preset("lite", steps=args.steps, input_filter=args.input_filter, device="cpu")
     t0 = time.perf_counter()
     data = load_data(cfg)
@@ -63,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu0 = time.process_time()
     result = train(cfg, data=data)
     cpu = time.process_time() - cpu0
-    out = Path(args.out)
+    out = args.out
     save_model(result.model, {k: getattr(cfg, k) for k in ARCH_KEYS}, out)
     ev = evaluate(cfg, result.model, data)
     report = {"config": asdict(cfg), "threads": args.threads, "data_seconds": data_seconds,

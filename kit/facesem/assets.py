@@ -11,16 +11,11 @@ impossible-label-set rate. Each unit is cached as JSON under ``--work`` so an in
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from kit.core import load_weights, read_json, save_weights, set_threads, write_json
+from kit.core import load_weights, read_json, save_weights, write_json
+from kit.core.build import UnitCache, build_parser, default_work, parse_build_args, rounded_history
 from kit.facesem.experiment import PROTOCOLS, FaceConfig, evaluate, make_data, preset, train
 from kit.facesem.models import MODES, FaceDetector, build_detector
 
@@ -80,56 +75,37 @@ def _unit(cfg: FaceConfig, data, out_dir: Path | None) -> dict:
         save_detector(res.model, cfg.mode, cfg, res.methods, out_dir)
         res.model = load_detector(cfg.mode, out_dir)  # evaluate what is committed: the float16 weights
     ev = evaluate(res.model, cfg.mode, data["test"])
-    hist = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in res.history]
     return {"seed": cfg.seed, "protocol": cfg.protocol, "mode": cfg.mode, **ev, "train_seconds": res.seconds,
             "val": res.best_metrics, "lambdas": res.lambdas[-1] if res.lambdas else None,
-            "history": hist if out_dir is not None else None}
+            "history": rounded_history(res.history) if out_dir is not None else None}
 
 
 def build(seeds=(0, 1, 2), protocols=PROTOCOLS, modes=MODES, work: Path | None = None, out: Path = ASSET_DIR,
-          preset_name: str = "lite", steps: int | None = None) -> dict:
+          preset_name: str = "lite", steps: int | None = None, progress: bool = True) -> dict:
     """Run the build (module docstring) and return the report written to ``out / "results.json"``."""
-    work = Path(work or Path(tempfile.gettempdir()) / "kit_facesem_build")
-    work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     base = preset(preset_name, steps=steps, device="cpu")
-    t0 = time.perf_counter()
+    units = UnitCache(work or default_work("facesem"), len(seeds) * len(protocols) * len(modes), "facesem build",
+                      progress)
     rows = []
     for seed in seeds:
         for protocol in protocols:
             cfg = replace(base, seed=seed, protocol=protocol)
             data = None
             for mode in modes:
-                path = work / f"s{seed}_{protocol}_{mode}.json"
-                if path.is_file():
-                    rows.append(json.loads(path.read_text()))
-                    continue
-                if data is None:
+                key = f"s{seed}_{protocol}_{mode}"
+                if data is None and not units.done(key):  # the data only for a unit still to run
                     data = make_data(cfg)
                 keep = out if seed == seeds[0] and protocol == "in_distribution" else None
-                t = time.perf_counter()
-                row = _unit(replace(cfg, mode=mode), data, keep)
-                row["seconds"] = time.perf_counter() - t
-                write_json(path, row)
-                rows.append(row)
-                print(f"seed {seed} {protocol} {mode}: AUC {row['auc']:.3f} ({row['seconds']:.0f} s)", flush=True)
-    report = {"config": asdict(base), "seeds": list(seeds), "protocols": list(protocols), "modes": list(modes),
-              "rows": rows, "build_seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
-    write_json(out / "results.json", report)
-    return report
-
+                rows.append(units.run(key, _unit, replace(cfg, mode=mode), data, keep,
+                                      describe=lambda r: f"AUC {r['auc']:.3f}"))
+    return units.report(out / "results.json", {"config": asdict(base), "seeds": list(seeds),
+                                               "protocols": list(protocols), "modes": list(modes), "rows": rows})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ASSET_DIR))
-    parser.add_argument("--work", default=None, help="cache of finished units: an interrupted build resumes there")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    report = build(tuple(args.seeds), work=args.work and Path(args.work), out=Path(args.out), steps=args.steps)
+    args = parse_build_args(build_parser(__doc__, ASSET_DIR, seeds=(0, 1, 2), steps=True), argv)
+    report = build(args.seeds, work=args.work, out=args.out, steps=args.steps)
     from kit.facesem.explore import protocol_matrix
 
     pm = protocol_matrix(report["rows"])

@@ -13,18 +13,14 @@ supervised 100 % model ``supervised.safetensors``, ``config.json`` and ``results
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from kit.core import load_weights, read_json, save_weights, set_threads, write_json
+from kit.core import load_weights, read_json, save_weights, write_json
+from kit.core.build import UnitCache, build_parser, default_work, parse_build_args, rounded_history
 from kit.sslhv.config import SSLConfig, preset
 from kit.sslhv.methods import METHODS, SSLMethod
 
@@ -79,26 +75,6 @@ def committed_config(folder: str | Path | None = None) -> SSLConfig:
     return SSLConfig(**cfg)
 
 
-
-
-
-def _cached(work: Path, key: str, fn, *args) -> dict:
-    """``fn(*args)``, or what it returned when a build before this one ran it (``work/key.json``)."""
-    path = work / f"{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    out = fn(*args)
-    out["seconds"] = time.perf_counter() - t0
-    write_json(path, out)
-    print(f"{key}: {out.get('test', {}).get('accuracy', '')} ({out['seconds']:.0f} s)", flush=True)
-    return out
-
-
-def _slim(history: list[dict]) -> list[dict]:
-    return [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history]
-
-
 def _method_unit(cfg: SSLConfig, data, out_dir: Path | None, head_fractions: tuple[float, ...] = (),
                  finetune_fractions: tuple[float, ...] = ()) -> dict:
     """Pre-train ``cfg.method``, then: embedding quality on the test writers, the frozen pair head at the label
@@ -119,7 +95,7 @@ def _method_unit(cfg: SSLConfig, data, out_dir: Path | None, head_fractions: tup
     _, head = frozen_head(cfg, emb, data)
     out = {"test": head["test"], "val_f1": head["val_f1"], "intra": cos["intra"], "inter": cos["inter"],
            "intra_2d": cos2["intra"], "inter_2d": cos2["inter"], "pretrain_seconds": res.seconds,
-           "history": _slim(res.history)}
+           "history": rounded_history(res.history)}
     if head_fractions:
         out["label_efficiency"] = {f"{f:g}": frozen_head(cfg, emb, data, f)[1]["test"]["accuracy"]
                                    for f in head_fractions}
@@ -168,48 +144,47 @@ def _baseline_unit(cfg: SSLConfig, data) -> dict:
 
 
 def build(seeds=(0, 1, 2), methods=METHODS, work: Path | None = None, out: Path = ASSET_DIR, steps: int | None = None,
-          finetune_method: str = "vicreg", preset_name: str = "lite") -> dict:
+          finetune_method: str = "vicreg", preset_name: str = "lite", progress: bool = True) -> dict:
     """Run the build (see the module's docstring) and return the report written to ``out / "results.json"``."""
     from kit.sslhv.experiment import load_data
 
-    work = Path(work or Path(tempfile.gettempdir()) / "kit_sslhv_build")
-    work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     base = preset(preset_name, steps=steps, device="cpu")
     write_json(out / "config.json", {k: getattr(base, k) for k in ARCH_KEYS})
+    fractions = [TRAIN_FRACTIONS if seed == seeds[0] else (base.label_fraction, 1.0) for seed in seeds]
+    units = UnitCache(work or default_work("sslhv"), sum(1 + len(f) + len(methods) for f in fractions),
+                      "sslhv build", progress)
+
+    def accuracy(u: dict) -> str:
+        return f"{u.get('test', {}).get('accuracy', '')}"
+
     per_seed: dict[str, dict] = {}
-    t_start = time.perf_counter()
-    for seed in seeds:
+    for seed, seed_fractions in zip(seeds, fractions):
         cfg = replace(base, seed=seed)
         data = load_data(cfg, progress=False)
         first = seed == seeds[0]
-        units: dict[str, Any] = {"baselines": _cached(work, f"s{seed}_baselines", _baseline_unit, cfg, data)}
-        for frac in (TRAIN_FRACTIONS if first else (cfg.label_fraction, 1.0)):
-            units[f"supervised_{frac:g}"] = _cached(work, f"s{seed}_supervised_{frac:g}", _supervised_unit, cfg, data,
-                                                    frac, out if first and frac == 1.0 else None)
+        units_of_seed: dict[str, Any] = {"baselines": units.run(f"s{seed}_baselines", _baseline_unit, cfg, data,
+                                                                 describe=accuracy)}
+        for frac in seed_fractions:
+            units_of_seed[f"supervised_{frac:g}"] = units.run(f"s{seed}_supervised_{frac:g}", _supervised_unit, cfg,
+                                                              data, frac, out if first and frac == 1.0 else None,
+                                                              describe=accuracy)
         for name in methods:
             ft = (TRAIN_FRACTIONS if first else (cfg.label_fraction,)) if name == finetune_method else ()
-            units[name] = _cached(work, f"s{seed}_{name}", _method_unit, replace(cfg, method=name), data,
-                                  out if first else None, HEAD_FRACTIONS if first else (), ft)
-        per_seed[str(seed)] = units
-    report = {"config": asdict(base), "seeds": list(seeds), "methods": list(methods), "per_seed": per_seed,
-              "finetune_method": finetune_method, "head_fractions": HEAD_FRACTIONS, "train_fractions": TRAIN_FRACTIONS,
-              "build_seconds": time.perf_counter() - t_start, "threads": torch.get_num_threads()}
-    write_json(out / "results.json", report)
-    return report
+            units_of_seed[name] = units.run(f"s{seed}_{name}", _method_unit, replace(cfg, method=name), data,
+                                            out if first else None, HEAD_FRACTIONS if first else (), ft,
+                                            describe=accuracy)
+        per_seed[str(seed)] = units_of_seed
+    return units.report(out / "results.json", {
+        "config": asdict(base), "seeds": list(seeds), "methods": list(methods), "per_seed": per_seed,
+        "finetune_method": finetune_method, "head_fractions": HEAD_FRACTIONS, "train_fractions": TRAIN_FRACTIONS})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ASSET_DIR))
-    parser.add_argument("--work", default=None, help="cache of finished units: an interrupted build resumes there")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = build_parser(__doc__, ASSET_DIR, seeds=(0, 1, 2), steps=True)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    report = build(tuple(args.seeds), tuple(args.methods), args.work and Path(args.work), Path(args.out), args.steps)
+    args = parse_build_args(parser, argv)
+    report = build(args.seeds, tuple(args.methods), args.work, args.out, args.steps)
     from kit.sslhv.report import summary_rows
 
     for row in summary_rows(report):

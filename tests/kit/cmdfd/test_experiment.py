@@ -145,3 +145,45 @@ def test_ablation_table_orders_seeds():
     rows = [{"config": "c", "loss": "ce", "seed": s, "per_kind": {"lipsync": v}} for s, v in ((2, .9), (0, .5), (1, .7))]
     t = explore.ablation_table(rows)
     assert t[0]["seeds"] == [0, 1, 2] and t[0]["per_seed"] == [.5, .7, .9] and t[0]["mean"] == pytest.approx(.7)
+
+
+def _build_rows():
+    rows = []
+    for seed, (ce, jc) in enumerate(((0.50, 0.80), (0.60, 0.90))):
+        for loss, auc in (("ce", ce), ("ce_cd_jc", jc)):
+            rows.append({"config": "swap_shift", "loss": loss, "seed": seed,
+                         "per_kind": {"lipsync": auc, "talking_head": auc + 0.05},
+                         "per_kind_c": {"lipsync": auc - 0.1, "swap": 0.7}})
+    return rows
+
+
+def test_unseen_gain_and_correlation_readout():
+    rows = _build_rows()
+    gain = explore.unseen_gain(explore.ablation_table(rows))
+    assert list(gain) == ["swap_shift/lipsync", "swap_shift/talking_head"]
+    assert gain["swap_shift/lipsync"] == pytest.approx({"ce": 0.55, "ce_cd_jc": 0.85, "gain": 0.3})
+    read = explore.correlation_readout(rows)
+    assert read[0] == {"training fakes": "swap_shift", "loss": "ce", "fake kind": "lipsync",
+                       "AUC of 1 - mean c": pytest.approx(0.45)}
+    assert {(r["loss"], r["fake kind"]) for r in read} == {(loss, k) for loss in ("ce", "ce_cd_jc")
+                                                            for k in ("lipsync", "swap")}
+
+
+def test_remeasure_scores_each_student_with_its_roc_input(setup):
+    cfg, data, _ = setup
+    test = data["test"]
+    torch.manual_seed(0)
+    students = {"ce": ex.build_student(cfg).eval(), "ce_cd_jc": ex.build_student(cfg).eval()}
+    here = explore.remeasure(students, test)
+    assert list(here.measured) == ["ce", "ce_cd_jc"] and list(here.curves) == ["ce · lip-sync", "ce_cd_jc · lip-sync"]
+    sel = (test.kind == "real") | (test.kind == "lipsync")
+    for loss, model in students.items():
+        ev = ex.evaluate(model, test)
+        assert here.measured[loss] == {"per_kind": ev["per_kind"], "overall": ev["overall"]}
+        scores, labels = here.curves[f"{loss} · lip-sync"]
+        np.testing.assert_array_equal(scores, ex.clip_scores(model, test)["score"][sel])
+        np.testing.assert_array_equal(labels, test.label.numpy()[sel])
+        assert explore.roc_points(scores, labels)["auc"] == pytest.approx(ev["per_kind"]["lipsync"])
+    row = here.rows[1]
+    assert row["loss"] == "ce_cd_jc" and set(row) == {"loss", "EER", "HTER", *cfg.test_kinds} - {"real"}
+    assert list(explore.remeasure(students, test, "talking_head").curves)[0] == "ce · talking head"

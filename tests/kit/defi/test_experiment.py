@@ -61,6 +61,9 @@ def test_predict_any_size_and_bad_images():
     maps = predict_maps(model, [image, image[:20, :30], image])
     np.testing.assert_allclose(maps[0], maps[2], atol=1e-6)
     assert maps[1].shape == (20, 30)
+    crops = [rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(7)]
+    for a, b in zip(predict_maps(model, crops), predict_maps(model, crops, batch_size=16)):  # batching changes nothing
+        np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="RGB"):
         predict(model, image[..., 0])
     with pytest.raises(ValueError, match="uint8"):
