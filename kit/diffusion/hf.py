@@ -20,6 +20,7 @@ __all__ = [
     "scheduler_sigmas",
     "sigma_to_timestep",
     "timestep_to_sigma",
+    "discrete_timestep_sigmas",
     "DiffusersDenoiser",
     "from_diffusers",
 ]
@@ -71,6 +72,24 @@ def timestep_to_sigma(t: Tensor | float, scheduler: Any) -> Tensor:
         raise ValueError(f"t must lie in [0, {table.size - 1}], got min {np.min(t_np)}, max {np.max(t_np)}")
     log_s = np.interp(t_np, np.arange(table.size, dtype=np.float64), np.log(table))
     return torch.from_numpy(np.asarray(np.exp(log_s), dtype=np.float64)).reshape(tt.shape).to(tt.device)
+
+
+def discrete_timestep_sigmas(scheduler: Any, n_points: int, rho: float = 1.0) -> Tensor:
+    """Return sigmas [n_points] float64 (sigma_max first) at the timesteps t_i = (t_max^(1/rho) + i / (n - 1)
+    (0 - t_max^(1/rho)))^rho from the last training timestep t_max = T - 1 down to 0: uniform in t for rho = 1.
+
+    This is the "discrete" time schedule of latent diffusion / Stable Diffusion (DDIM's timestep spacing), which
+    the GITS authors use as the base grid and as the baseline schedule for those models (arXiv:2405.11326; their
+    ``schedule_type='discrete'``, ``schedule_rho=1``). The ends are the model's sigma range.
+    """
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+        raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
+    if not np.isfinite(rho) or rho <= 0:
+        raise ValueError(f"rho must be a positive finite number, got {rho!r}")
+    t_max = float(scheduler_sigmas(scheduler).size - 1)
+    frac = np.linspace(0.0, 1.0, n_points)
+    t = (t_max ** (1.0 / rho) * (1.0 - frac)) ** rho
+    return timestep_to_sigma(torch.from_numpy(t), scheduler)
 
 
 class DiffusersDenoiser:

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,7 +39,8 @@ from torch import Tensor
 from kit.diffusion.text import encode_prompts
 
 __all__ = ["tiny_unet_config", "build_unet", "default_scheduler", "T2IOutput", "TextToImagePipeline",
-           "from_pretrained_sd", "guidance_weights"]
+           "from_pretrained_sd", "resolve_sd_source", "load_editing_pipeline", "load_shapes_pipeline",
+           "guidance_weights"]
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -222,6 +226,22 @@ class TextToImagePipeline:
         """Return text-encoder hidden states [B, L, hidden] on the UNet's device and dtype."""
         return encode_prompts(self.tokenizer, self.text_encoder, prompts).to(self.device, self.unet.dtype)
 
+    @staticmethod
+    def _batch(prompt, prompt_embeds) -> int:
+        """Return the number of rows the prompt (strings) or prompt_embeds give (at least 1, for error messages)."""
+        if prompt_embeds is not None:
+            return max(len(prompt_embeds), 1)
+        return 1 if isinstance(prompt, str) else max(len(prompt or []), 1)
+
+    @staticmethod
+    def _negative_prompts(negative_prompt: str | Sequence[str] | None, b: int) -> list[str]:
+        """Return one negative prompt per row: "" for None, a string repeated, or a list of exactly ``b``."""
+        neg = [""] * b if negative_prompt is None else (
+            [negative_prompt] * b if isinstance(negative_prompt, str) else list(negative_prompt))
+        if len(neg) != b or not all(isinstance(n, str) for n in neg):
+            raise ValueError(f"negative_prompt must be a string or a list of {b} strings, got {negative_prompt!r}")
+        return neg
+
     def _conditioning(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided: bool):
         """Return (cond [B, L, D], uncond: None, a tensor [B, L, D] or a list of them) from strings or embeddings."""
         if (prompt is None) == (prompt_embeds is None):
@@ -245,11 +265,7 @@ class TextToImagePipeline:
             if not steps:
                 raise ValueError("negative_prompt_embeds must be a tensor [B, L, D] or a non-empty list of them")
             return cond, [self._check_embeds(e, f"negative_prompt_embeds[{i}]", like=cond) for i, e in enumerate(steps)]
-        neg = [""] * b if negative_prompt is None else (
-            [negative_prompt] * b if isinstance(negative_prompt, str) else list(negative_prompt))
-        if len(neg) != b:
-            raise ValueError(f"negative_prompt must be a string or a list of {b} strings, got {len(neg)}")
-        return cond, self.encode_prompt(neg)
+        return cond, self.encode_prompt(self._negative_prompts(negative_prompt, b))
 
     def _check_embeds(self, e: Any, name: str, like: Tensor | None = None) -> Tensor:
         dim = self.unet.config.cross_attention_dim
@@ -269,6 +285,12 @@ class TextToImagePipeline:
         if height % mult or width % mult:
             raise ValueError(f"height and width must be multiples of {mult}, got {height}x{width}")
         return height // f, width // f
+
+    def latent_shape(self, batch: int, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+        """Return the shape [batch, c, h, w] of the initial noise for images of ``height`` x ``width`` (default: the
+        UNet's sample size times the VAE's factor)."""
+        h, w = self._size(height, width)
+        return (int(batch), self.unet.config.in_channels, h, w)
 
     def _solver_sigmas(self, den, n: int, sigmas: Any) -> Tensor:
         from kit.diffusion.schedules import get_schedule
@@ -298,10 +320,9 @@ class TextToImagePipeline:
         """
         from kit.diffusion.hf import from_diffusers
 
-        b = len(prompt_embeds) if prompt_embeds is not None else (1 if isinstance(prompt, str) else len(prompt or []))
-        guided = bool((guidance_weights(guidance_scale, max(b, 1)) > 1.0).any())
         if negative_prompt_embeds is not None and not isinstance(negative_prompt_embeds, Tensor):
             raise ValueError("guided_denoiser takes one negative_prompt_embeds tensor, not one per step")
+        guided = bool((guidance_weights(guidance_scale, self._batch(prompt, prompt_embeds)) > 1.0).any())
         cond, uncond = self._conditioning(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided)
         return from_diffusers(_GuidedModel(self.unet, cond, uncond, guidance_scale), self.scheduler)
 
@@ -365,16 +386,14 @@ class TextToImagePipeline:
         if callback is not None and not callable(callback):
             raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
         solver = solver if solver is not None else self.solver
-        b = len(prompt_embeds) if isinstance(prompt_embeds, Tensor) else (
-            1 if isinstance(prompt, str) else len(prompt or []))
-        weights = guidance_weights(guidance_scale, max(b, 1))
+        weights = guidance_weights(guidance_scale, self._batch(prompt, prompt_embeds))
         guided = bool((weights > 1.0).any())
         cond, uncond = self._conditioning(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, guided)
         if isinstance(uncond, list) and solver is not None:
             raise ValueError("one negative_prompt_embeds per step needs the scheduler path (solver=None)")
         b = cond.shape[0]
-        h, w = self._size(height, width)
-        shape = (b, self.unet.config.in_channels, h, w)
+        shape = self.latent_shape(b, height, width)
+        h, w = shape[2:]
         if latents is None:
             gen_device = generator.device if generator is not None else torch.device("cpu")
             latents = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
@@ -433,45 +452,101 @@ class TextToImagePipeline:
         return sample(den, noise * float(sig[0]), sig, solver=solver, step_hook=hook)
 
 
+SD_SUBFOLDERS = ("unet", "text_encoder", "tokenizer", "vae", "scheduler")
+SD_HOW_TO_GET = ("a Stable Diffusion 1.x folder in diffusers' layout (subfolders unet, text_encoder, tokenizer, vae, "
+                 "scheduler): `huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir DIR` "
+                 "on a machine with network, or `StableDiffusionPipeline.save_pretrained(DIR)`")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _hub_offline() -> bool:
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE"))
+    if any(f.strip().upper() in ("1", "ON", "YES", "TRUE") for f in flags):
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve_sd_source(model_id_or_path: str, local_files_only: bool = False) -> str:
+    """Return what ``from_pretrained`` should load for a Stable Diffusion 1.x folder or hub id: the folder itself,
+    the hub cache's snapshot folder of the id when the hub is offline (``HF_HUB_OFFLINE=1`` or
+    ``local_files_only``), or the id (diffusers then downloads it).
+
+    Raises ``FileNotFoundError`` naming what is missing and how to get it: a folder that does not exist or lacks
+    one of :data:`SD_SUBFOLDERS`, or a hub id that is not in the cache while the hub is offline.
+    """
+    if not isinstance(model_id_or_path, str) or not model_id_or_path:
+        raise ValueError(f"model_id_or_path must be a folder or hub id string, got {model_id_or_path!r}")
+    folder = Path(model_id_or_path).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Stable Diffusion source {str(folder)!r} is a file; give {SD_HOW_TO_GET}")
+        missing = [sub for sub in SD_SUBFOLDERS if not (folder / sub).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{str(folder)!r} is not a Stable Diffusion 1.x folder: it lacks the subfolders "
+                                    f"{missing}; give {SD_HOW_TO_GET}")
+        return str(folder)
+    if not _HUB_ID.match(model_id_or_path) or model_id_or_path.startswith((".", "~")):
+        raise FileNotFoundError(f"Stable Diffusion folder {model_id_or_path!r} does not exist; give {SD_HOW_TO_GET}, "
+                                "or a hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'")
+    if not (local_files_only or _hub_offline()):
+        return model_id_or_path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(model_id_or_path, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError) as e:
+        raise FileNotFoundError(
+            f"Stable Diffusion {model_id_or_path!r} is neither a folder here nor in the Hugging Face cache, and the "
+            f"hub is offline (HF_HUB_OFFLINE / local_files_only); download it first (`huggingface-cli download "
+            f"{model_id_or_path}`) or give {SD_HOW_TO_GET}") from e
+
+
 def from_pretrained_sd(model_id_or_path: str, tokenizer=None, scheduler=None, solver: str | None = None,
                        **kw: Any) -> TextToImagePipeline:
     """Return a pipeline over a Stable Diffusion 1.x folder or hub id (subfolders unet, text_encoder, tokenizer,
     vae, scheduler), loaded with each library's ``from_pretrained`` (``kw``: e.g. ``torch_dtype``,
     ``local_files_only``). ``tokenizer`` / ``scheduler`` given explicitly are used instead of the folder's;
-    the default scheduler is the folder's config as a DDIMScheduler. Downloads only when called with a hub id.
+    the default scheduler is the folder's config as a DDIMScheduler. Downloads only when called with a hub id and
+    the hub is online; a missing folder or an uncached id offline raises ``FileNotFoundError`` saying how to get it
+    (:func:`resolve_sd_source`).
     """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    if not isinstance(model_id_or_path, str) or not model_id_or_path:
-        raise ValueError(f"model_id_or_path must be a folder or hub id string, got {model_id_or_path!r}")
+    source = resolve_sd_source(model_id_or_path, local_files_only=bool(kw.get("local_files_only", False)))
     hub_kw = {k: v for k, v in kw.items() if k in ("local_files_only", "revision", "cache_dir", "token")}
-    unet = UNet2DConditionModel.from_pretrained(model_id_or_path, subfolder="unet", **kw)
-    text_encoder = CLIPTextModel.from_pretrained(model_id_or_path, subfolder="text_encoder", **kw)
-    vae = AutoencoderKL.from_pretrained(model_id_or_path, subfolder="vae", **kw)
+    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)
+    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kw)
+    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kw)
     if tokenizer is None:
-        tokenizer = CLIPTokenizer.from_pretrained(model_id_or_path, subfolder="tokenizer", **hub_kw)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **hub_kw)
     if scheduler is None:
-        scheduler = DDIMScheduler.from_pretrained(model_id_or_path, subfolder="scheduler", **hub_kw)
+        scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **hub_kw)
     for module in (unet, text_encoder, vae):
         module.eval()
     return TextToImagePipeline(unet, text_encoder, tokenizer, scheduler=scheduler, vae=vae, solver=solver)
 
 
-def load_editing_pipeline(pretrained: str | None = None, device: str | torch.device = "cpu") -> TextToImagePipeline:
-    """Return the pipeline the editing series (multiedits, dtiil) run on: the committed ShapesWorld model
-    (``pretrained=None``; scheduler path, no solver) or an SD 1.x / LCM folder or hub id through
-    :func:`from_pretrained_sd` (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA). Downloads only when
-    ``pretrained`` is a hub id."""
+def load_editing_pipeline(pretrained: str | None = None, device: str | torch.device = "cpu",
+                          solver: str | None = None) -> TextToImagePipeline:
+    """Return the pipeline the editing series (multiedits, dtiil) and the t2i notebooks run on: the committed
+    ShapesWorld model (``pretrained=None``) or an SD 1.x / LCM folder or hub id through :func:`from_pretrained_sd`
+    (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA). ``solver``: None samples with the scheduler (the
+    editing series), a kit solver name with that ODE solver. Downloads only when ``pretrained`` is a hub id and the
+    hub is online."""
     if pretrained is None:
-        return load_shapes_pipeline(device=device, solver=None)
+        return load_shapes_pipeline(device=device, solver=solver)
+    source = resolve_sd_source(pretrained)
     scheduler = None
     if "lcm" in pretrained.lower():
         from diffusers import LCMScheduler
 
-        scheduler = LCMScheduler.from_pretrained(pretrained, subfolder="scheduler")
+        scheduler = LCMScheduler.from_pretrained(source, subfolder="scheduler")
     dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    return from_pretrained_sd(pretrained, scheduler=scheduler, torch_dtype=dtype).to(device)
+    return from_pretrained_sd(source, scheduler=scheduler, solver=solver, torch_dtype=dtype).to(device)
 
 
 SHAPES_MODEL_DIR = "t2i_shapes"
@@ -479,8 +554,6 @@ SHAPES_MODEL_DIR = "t2i_shapes"
 
 def shapes_model_dir():
     """Return the folder of the committed ShapesWorld model (``kit/assets/t2i_shapes``)."""
-    from pathlib import Path
-
     return Path(__file__).resolve().parents[1] / "assets" / SHAPES_MODEL_DIR
 
 
@@ -493,7 +566,6 @@ def load_shapes_pipeline(path=None, device: str | torch.device = "cpu", solver: 
     to rebuild it.
     """
     import json
-    from pathlib import Path
 
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file

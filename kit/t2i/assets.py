@@ -34,10 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timestep-sampling", default=None, choices=("uniform", "logit_normal"))
     parser.add_argument("--init-from", default=None,
                         help="start from a saved model folder (e.g. kit/assets/t2i_shapes) to train it further")
+    parser.add_argument("--n-objects", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="objects per training scene, an inclusive range (the preset's: 1 2)")
+    parser.add_argument("--single-fraction", type=float, default=None,
+                        help="share of one-object scenes when the range starts at 1 (the preset's: 0.7)")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=None)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = preset("shapes", max_steps=args.max_steps, pooled_text_heads=args.pooled_text_heads,
-                 timestep_sampling=args.timestep_sampling)
+                 timestep_sampling=args.timestep_sampling,
+                 n_objects=tuple(args.n_objects) if args.n_objects else None,
+                 single_fraction=args.single_fraction, lr=args.lr, batch_size=args.batch_size,
+                 checkpoint_every=args.checkpoint_every)
     result = train(cfg, RunDir(args.run_dir), init_from=args.init_from)
     folder = save_model(result.pipeline, args.out, cfg)
     print(f"saved the ShapesWorld model ({result.fit.step} steps) to {folder}")

@@ -1,6 +1,7 @@
 """Presets of the text-to-image core: "tiny" (CI: a 16x16 model trained for seconds), "shapes" (the ShapesWorld
-model the notebooks use: 32x32, trained for about 20 minutes on 2 CPU cores, weights committed under kit/assets/)
-and "full" (Stable Diffusion 1.x through diffusers ``from_pretrained``, on a GPU)."""
+model the notebooks use: 32x32; 2,800 steps take about 40 minutes on 2 CPU cores, which was stage 1 of the weights
+committed under kit/assets/, followed by a GPU stage 2: notebooks/t2i/README.md) and "full" (Stable Diffusion 1.x
+loaded with diffusers' ``from_pretrained`` by :func:`kit.t2i.experiment.load_pipeline`, on a GPU)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class T2IConfig:
 
     seed: int = 0
     device: str = "auto"
-    pretrained: str | None = None  # "full": a Stable Diffusion 1.x folder or hub id (downloads when asked)
+    pretrained: str | None = None  # a Stable Diffusion 1.x folder or hub id ("full": SD 1.5's; downloads when online)
     # ShapesWorld training data (procedural: item i of the stream is generated from (seed, i))
     resolution: int = 32
     n_objects: tuple[int, int] = (1, 2)
@@ -33,7 +34,7 @@ class T2IConfig:
     # SD 1.x). Added after the first 2,800 steps showed shape words barely steering the image [PROPOSED]
     pooled_text_heads: int = 4
     # training: v-prediction on a DDPM (linear beta) schedule, 10% caption dropout for guidance
-    max_steps: int = 2800  # about 40 minutes on 2 CPU cores
+    max_steps: int = 2800  # batch 16: about 40 minutes on 2 CPU cores (stage 1 of the committed model)
     batch_size: int = 16
     lr: float = 1e-3
     caption_dropout: float = 0.1

@@ -75,6 +75,51 @@ def make_pipeline(components: dict[str, Any], cfg: T2IConfig):
                                scheduler=components["scheduler"], solver=cfg.solver)
 
 
+def load_pipeline(cfg: T2IConfig, model_dir: str | Path | None = None):
+    """Return the pipeline the t2i notebooks evaluate and explore, on ``pick_device(cfg.device)``, sampling with
+    ``cfg.solver``: Stable Diffusion 1.x loaded with diffusers' ``from_pretrained`` when ``cfg.pretrained`` names a
+    folder or hub id (the "full" preset names SD 1.5's; fp16 on CUDA), else the ShapesWorld model saved in
+    ``model_dir`` (None: the committed ``kit/assets/t2i_shapes``).
+
+    A missing SD folder, or a hub id that is not cached while the hub is offline, raises ``FileNotFoundError``
+    naming it and how to get it (:func:`kit.diffusion.t2i.resolve_sd_source`).
+    """
+    from kit.core import pick_device
+    from kit.diffusion.t2i import load_editing_pipeline, load_shapes_pipeline
+
+    device = pick_device(cfg.device)
+    if cfg.pretrained is None:
+        return load_shapes_pipeline(model_dir, device=device, solver=cfg.solver)
+    if model_dir is not None:
+        raise ValueError(f"give pretrained (Stable Diffusion, {cfg.pretrained!r}) or model_dir (a ShapesWorld "
+                         f"model, {str(model_dir)!r}), not both")
+    return load_editing_pipeline(cfg.pretrained, device, solver=cfg.solver)
+
+
+def is_shapes_world(cfg: T2IConfig) -> bool:
+    """Return True when ``cfg`` runs on a ShapesWorld model (no ``pretrained``), where the oracle applies."""
+    return cfg.pretrained is None
+
+
+def describe_pipeline(pipe) -> str:
+    """Return one line: which model ``pipe`` is, its parameter counts and the images it draws."""
+    unet = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
+    text = sum(p.numel() for p in pipe.text_encoder.parameters()) / 1e6
+    shape = pipe.latent_shape(1)
+    f = pipe.vae_scale_factor
+    if pipe.vae is None:
+        return (f"ShapesWorld model: {unet:.2f} M UNet parameters, {text:.2f} M text-encoder parameters, "
+                f"{shape[2]}x{shape[3]} pixel-space images")
+    vae = sum(p.numel() for p in pipe.vae.parameters()) / 1e6
+    return (f"Stable Diffusion: {unet:.2f} M UNet, {text:.2f} M text-encoder and {vae:.2f} M VAE parameters; latents "
+            f"{shape[1]}x{shape[2]}x{shape[3]} -> {shape[2] * f}x{shape[3] * f} images, {pipe.unet.dtype}")
+
+
+def loss_title(cfg: T2IConfig) -> str:
+    """Return the name of the training loss of ``cfg``: "v-prediction loss" or "epsilon loss" (MSE either way)."""
+    return {"v_prediction": "v-prediction loss (MSE)", "epsilon": "epsilon loss (MSE)"}[cfg.prediction_type]
+
+
 def sample_timesteps(n: int, num_train_timesteps: int, how: str = "uniform",
                      device: torch.device | str = "cpu") -> torch.Tensor:
     """Return ``n`` integer timesteps in [0, num_train_timesteps): uniform, or "logit_normal" (t / T =

@@ -29,6 +29,24 @@ class TokenMaps:
         return self._cache[key]
 
 
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Return the token ids of ``prompt`` (with its start / end tokens) or raise ``ValueError`` for words outside a
+    word-level vocabulary (:func:`kit.diffusion.text.check_prompt`, fast tokenizers) or a prompt longer than
+    ``tokenizer.model_max_length`` (every tokenizer, :func:`kit.diffusion.align.prompt_token_ids`; CLIP's byte-level
+    BPE has no unknown words)."""
+    from kit.diffusion.align import prompt_token_ids
+    from kit.diffusion.text import check_prompt
+
+    if getattr(tokenizer, "is_fast", False):
+        return check_prompt(tokenizer, prompt)
+    return prompt_token_ids(tokenizer, prompt)
+
+
+def _token_text(token: str) -> str:
+    """Return a token as a word: CLIP's end-of-word mark ``</w>`` removed."""
+    return token[:-4] if token.endswith("</w>") else token
+
+
 @torch.no_grad()
 def token_maps(pipe, prompt: str, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0) -> TokenMaps:
     """Return a :class:`TokenMaps` for ``prompt``: generate with an attention store on the UNet, then index words.
@@ -36,9 +54,8 @@ def token_maps(pipe, prompt: str, steps: int = 20, guidance_scale: float = 3.0, 
     Unknown words raise ``ValueError`` naming them (the tokenizer would otherwise map them to ``<unk>``).
     """
     from kit.diffusion.attention import AttentionStore, register_attention_store
-    from kit.diffusion.text import check_prompt
 
-    check_prompt(pipe.tokenizer, prompt)
+    ids = prompt_ids(pipe.tokenizer, prompt)
     store = AttentionStore()
     restore = register_attention_store(pipe.unet, store)
     try:
@@ -46,10 +63,9 @@ def token_maps(pipe, prompt: str, steps: int = 20, guidance_scale: float = 3.0, 
                    generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
     finally:
         restore()
-    ids = pipe.tokenizer(prompt).input_ids
     specials = {pipe.tokenizer.bos_token_id, pipe.tokenizer.eos_token_id, pipe.tokenizer.pad_token_id}
     tokens = pipe.tokenizer.convert_ids_to_tokens(ids)
-    words = [(i, t) for i, (t, tid) in enumerate(zip(tokens, ids)) if tid not in specials]
+    words = [(i, _token_text(t)) for i, (t, tid) in enumerate(zip(tokens, ids)) if tid not in specials]
     image = np.round(np.asarray(img) * 255).astype(np.uint8)
     return TokenMaps(prompt, image, words, store, len(store.steps))
 
@@ -75,15 +91,16 @@ class WordSwap:
     """A prompt-to-prompt word swap (arXiv:2208.01626, Sec. 3.2): the ``source`` image, the ``target`` prompt's
     image from the same noise without attention control (``plain``) and with the source's cross-attention maps
     injected for the first ``swap_steps`` steps (``swapped``), all uint8 [H, W, 3]; ``iou_plain`` / ``iou_swapped``:
-    the layout overlap (IoU of the foreground masks) of each with the source."""
+    the layout overlap (IoU of the foreground masks) of each with the source, or None where the layout is not
+    measured (a model whose images have no plain ShapesWorld background, such as Stable Diffusion)."""
 
     source_prompt: str
     target_prompt: str
     source: np.ndarray
     plain: np.ndarray
     swapped: np.ndarray
-    iou_plain: float
-    iou_swapped: float
+    iou_plain: float | None
+    iou_swapped: float | None
 
 
 class _PairSwap:
@@ -103,25 +120,25 @@ class _PairSwap:
 
 @torch.no_grad()
 def word_swaps(pipe, pairs: list[tuple[str, str]], steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
-               swap_fraction: float = 0.8) -> list[WordSwap]:
+               swap_fraction: float = 0.8, measure_layout: bool = True) -> list[WordSwap]:
     """Return one :class:`WordSwap` per (source, target) pair, all pairs in one batch: pair k's two rows share the
     noise of ``seed + k``; once plain and once with each target row's cross-attention replaced by its source
-    row's for the first ``swap_fraction`` of the steps."""
+    row's for the first ``swap_fraction`` of the steps. ``measure_layout=False`` leaves the IoUs None (they
+    read ShapesWorld's plain background)."""
     from kit.diffusion.attention import AttentionStore, register_attention_store
-    from kit.diffusion.text import check_prompt
 
     if not pairs:
         raise ValueError("pairs must hold at least one (source, target) caption pair")
     for source_prompt, target_prompt in pairs:
-        src_ids, tgt_ids = check_prompt(pipe.tokenizer, source_prompt), check_prompt(pipe.tokenizer, target_prompt)
+        src_ids, tgt_ids = prompt_ids(pipe.tokenizer, source_prompt), prompt_ids(pipe.tokenizer, target_prompt)
         if len(src_ids) != len(tgt_ids):
             raise ValueError(f"a word swap needs prompts with the same number of tokens, got {len(src_ids)} "
                              f"({source_prompt!r}) and {len(tgt_ids)} ({target_prompt!r})")
     if not 0.0 <= swap_fraction <= 1.0:
         raise ValueError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
-    size, ch = pipe.unet.config.sample_size, pipe.unet.config.in_channels
-    noise = torch.cat([torch.randn(1, ch, size, size, generator=torch.Generator().manual_seed(seed + k)).expand(
-        2, -1, -1, -1) for k in range(len(pairs))])
+    shape = pipe.latent_shape(1)
+    noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed + k)).expand(2, -1, -1, -1)
+                       for k in range(len(pairs))])
     prompts = [p for pair in pairs for p in pair]
     kw = dict(num_inference_steps=steps, guidance_scale=guidance_scale, latents=noise, output_type="np")
     plain = pipe(prompts, **kw).images
@@ -135,8 +152,12 @@ def word_swaps(pipe, pairs: list[tuple[str, str]], steps: int = 20, guidance_sca
     for k, (source_prompt, target_prompt) in enumerate(pairs):
         u8 = [np.round(np.asarray(a) * 255).astype(np.uint8) for a in (plain[2 * k], plain[2 * k + 1],
                                                                         swapped[2 * k + 1])]
-        masks = [foreground_mask(a) for a in u8]
-        out.append(WordSwap(source_prompt, target_prompt, *u8, _iou(masks[0], masks[1]), _iou(masks[0], masks[2])))
+        if measure_layout:
+            masks = [foreground_mask(a) for a in u8]
+            ious = (_iou(masks[0], masks[1]), _iou(masks[0], masks[2]))
+        else:
+            ious = (None, None)
+        out.append(WordSwap(source_prompt, target_prompt, *u8, *ious))
     return out
 
 
@@ -166,10 +187,49 @@ def swap_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
+SD_SWAP_PAIRS = (("a red car parked on a street", "a blue car parked on a street"),
+                 ("a cat sitting on a wooden chair", "a dog sitting on a wooden chair"),
+                 ("a bowl of green apples on a table", "a bowl of red apples on a table"),
+                 ("a white house by a lake", "a white castle by a lake"))
+
+
 def word_swap_study(pipe, n: int = 12, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
-                    swap_fraction: float = 0.8) -> dict:
-    """Return {"pairs": [WordSwap], "iou_plain": mean, "iou_swapped": mean, "n": n} over :func:`swap_pairs`,
-    each pair from its own noise (seed + k), all in one batch."""
-    results = word_swaps(pipe, swap_pairs(n, seed), steps, guidance_scale, seed, swap_fraction)
+                    swap_fraction: float = 0.8, shapes_world: bool = True) -> dict:
+    """Return {"pairs": [WordSwap], "iou_plain": mean, "iou_swapped": mean, "n": n}, each pair from its own noise
+    (seed + k), all in one batch: over ``n`` ShapesWorld caption pairs (:func:`swap_pairs`), or with
+    ``shapes_world=False`` (Stable Diffusion) over the first ``n`` of :data:`SD_SWAP_PAIRS` with the IoUs None
+    (the layout measure reads ShapesWorld's plain background)."""
+    pairs = swap_pairs(n, seed) if shapes_world else list(SD_SWAP_PAIRS[:n])
+    results = word_swaps(pipe, pairs, steps, guidance_scale, seed, swap_fraction, measure_layout=shapes_world)
+    if not shapes_world:
+        return {"pairs": results, "n": len(results), "iou_plain": None, "iou_swapped": None}
     return {"pairs": results, "n": n, "iou_plain": float(np.mean([r.iou_plain for r in results])),
             "iou_swapped": float(np.mean([r.iou_swapped for r in results]))}
+
+
+def word_swap_record(study: dict) -> dict:
+    """Return what metrics.json keeps of a :func:`word_swap_study`: n, mean IoUs and each pair's prompts and IoUs."""
+    return {"n": study["n"], "iou_plain": study["iou_plain"], "iou_swapped": study["iou_swapped"],
+            "pairs": [[r.source_prompt, r.target_prompt, r.iou_plain, r.iou_swapped] for r in study["pairs"]]}
+
+
+def word_swap_summary(study: dict) -> str:
+    """Return one sentence on a :func:`word_swap_study`: the layout IoUs, or that they were not measured."""
+    if study["iou_plain"] is None:
+        return (f"{study['n']} word swaps drawn without and with the attention swap; the layout IoU is not measured "
+                "here (it reads ShapesWorld's plain background): compare the rows by eye")
+    return (f"layout IoU with the source image over {study['n']} word swaps: {study['iou_plain']:.2f} without, "
+            f"{study['iou_swapped']:.2f} with the attention swap")
+
+
+def word_swap_titles(study: dict, k: int = 4) -> tuple[list[np.ndarray], list[str]]:
+    """Return (images, titles) of the first ``k`` pairs as rows source / target plain / target with the swap."""
+    shown = study["pairs"][:k]
+
+    def iou(v):
+        return "" if v is None else f" (IoU {v:.2f})"
+
+    images = [im for r in shown for im in (r.source, r.plain, r.swapped)]
+    titles = [t for r in shown for t in (r.source_prompt, f"{r.target_prompt}{iou(r.iou_plain)}",
+                                          f"with the swap{iou(r.iou_swapped)}")]
+    return images, titles

@@ -31,6 +31,7 @@ RUNS = [
     ("nlran/01_train", {"model": "resnet18", "epochs": 1, "n_train": 24}),
     ("nlran/01_train", {"model": "resnet18_cbam", "epochs": 1, "n_train": 24}),
     ("nlran/01_train", {"phantom_layout": "arrangement", "epochs": 1, "n_train": 24}),
+    ("nlran/03_explore", {"layout": "arrangement"}),
     ("t2i/03_explore", {"preset": "shapes"}),
     ("multiedits/01_train", {"kinds": "mixed"}),
     ("multiedits/02_evaluate", {"kinds": "mixed", "n_cases": 1}),
@@ -108,8 +109,8 @@ EXEMPT = {
     ("cmdfd/01_train", "preset", "lite"): "the committed students' recipe (500 clips, 6 epochs, `python -m "
                                           "kit.cmdfd.assets`); the tiny preset runs the same code",
     ("cmdfd/02_evaluate", "preset", "lite"): "500 fresh test clips instead of 160; the tiny preset runs the same code",
-    ("t2i/02_evaluate", "preset", "shapes"): "sets only the guidance scale the committed model is evaluated with "
-                                             "(t2i/03 runs it); the t2i presets are reworked by issue 20",
+    ("t2i/02_evaluate", "preset", "shapes"): "runs the same committed model at the same guidance as tiny (t2i/03 "
+                                             "runs it); preset full loads Stable Diffusion (tested on a tiny folder)",
 }
 # what a comment quotes that is not a value of its parameter (folder names, keys, the preset it goes with)
 NOT_VALUES = {("data_dir", "NCP/"), ("data_dir", "CP/"), ("data_dir", "Normal/"), ("data_dir", "full"),
@@ -165,6 +166,7 @@ def test_offered_value_runs(nb, params, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     if nb == "nlran/03_explore":
         assert metrics["phantom"]["label"] == params.get("label", "NCP")
+        assert metrics["phantom"]["layout"] == params.get("layout", "texture")
         assert abs(sum(metrics["phantom"]["probabilities"].values()) - 1) < 1e-6
         if params.get("label") == "Normal":
             assert metrics["phantom"]["lesions"] == 0
