@@ -27,7 +27,6 @@ tables of the README and of 02_evaluate. The NL-RAN of the arrangement layout, s
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
 
-from kit.core import read_json, save_weights, set_threads, write_json
+from kit.core import UnitCache, read_json, save_weights, set_threads
 from kit.nlran.config import PHANTOM_LAYOUTS, NLRANConfig, preset
 from kit.nlran.metrics import REPORT_KEYS
 from kit.nlran.weights import ASSET_DIR
@@ -117,7 +115,6 @@ def run_unit(layout: str, model: str, seed: int, epochs: int = EPOCHS, patience:
         raise ValueError(f"model must be one of {STUDY_MODELS}, got {model!r}")
     cfg = unit_config(layout, seed, epochs, patience)
     data = load_data(cfg)
-    t0 = time.perf_counter()
     tm = train_model(cfg, data, model)
     y, p = predict(tm.model, data.test)
     rep = classification_report(y, p)
@@ -136,29 +133,30 @@ def run_unit(layout: str, model: str, seed: int, epochs: int = EPOCHS, patience:
     rec["heatmaps"] = explanation_scores_within(tm.model, data.test, n_explain, mask_readings=readings)
     if getattr(tm.model, "nonlocal_block", None) is not None:
         rec["links"] = link_scores(tm.model, data.test, n_explain)
-    rec["seconds"] = round(time.perf_counter() - t0, 1)
     return rec, tm.model
+
+
+def _unit(layout: str, model: str, seed: int, epochs: int, patience: int, keep: Path | None) -> dict[str, Any]:
+    rec, trained = run_unit(layout, model, seed, epochs=epochs, patience=patience)
+    if keep is not None:
+        save_weights(trained, keep)
+    return rec
 
 
 def build(folder: str | Path = STUDY_DIR, layouts: Sequence[str] = PHANTOM_LAYOUTS,
           models: Sequence[str] = STUDY_MODELS, seeds: Sequence[int] = SEEDS, epochs: int = EPOCHS,
           patience: int = PATIENCE, keep_model: tuple[str, str, int] | None = ("arrangement", "nlran", 0),
           weights_dir: str | Path = ASSET_DIR) -> list[dict[str, Any]]:
-    """Run every missing unit (written to ``folder`` as it finishes, so a rerun resumes) and return all records.
-    The model of unit ``keep_model`` is saved as ``weights_dir/<model>_<layout>.safetensors`` (float16)."""
-    folder = Path(folder)
+    """Run every missing unit (one :class:`kit.core.UnitCache` entry ``<layout>-<model>-<seed>.json`` in ``folder``,
+    written as it finishes, so a rerun resumes) and return all records. The model of unit ``keep_model`` is saved
+    as ``weights_dir/<model>_<layout>.safetensors`` (float16)."""
     units = [(lay, m, s) for s in seeds for lay in layouts for m in models]
+    cache = UnitCache(folder, total=len(units), desc="layout study")
     records = []
-    for lay, m, s in tqdm(units, desc="layout study"):
-        path = unit_path(folder, lay, m, s)
-        if path.exists():
-            records.append(read_json(path))
-            continue
-        rec, model = run_unit(lay, m, s, epochs=epochs, patience=patience)
-        if keep_model == (lay, m, s):
-            save_weights(model, Path(weights_dir) / f"{m}_{lay}.safetensors")
-        write_json(path, rec)  # atomic: a crash leaves no half-written unit
-        records.append(rec)
+    for lay, m, s in units:
+        keep = Path(weights_dir) / f"{m}_{lay}.safetensors" if keep_model == (lay, m, s) else None
+        records.append(cache.run(unit_path(folder, lay, m, s).stem, _unit, lay, m, s, epochs, patience, keep,
+                                 describe=lambda r: f"test macro-AUC {r['auc_macro']:.3f}"))
     return records
 
 

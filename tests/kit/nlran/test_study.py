@@ -295,3 +295,27 @@ def test_study_markdown_and_findings_state_the_numbers():
     assert "same-budget ResNet-18 reaches macro-AUC 0.990, above NL-RAN's 0.960" in text
     assert "masks beats NL-RAN's CAM" not in text and "does not beat NL-RAN's CAM" in text  # top-10 % share ties
     assert "do not favour the other lung's lesions (0.50x uniform" in text
+
+
+def test_build_runs_each_missing_unit_once_and_keeps_the_chosen_model(tmp_path, monkeypatch):
+    from kit.nlran import study
+    from kit.nlran.models import nlran3d
+    from kit.nlran.weights import load_committed
+
+    calls = []
+
+    def fake_unit(layout, model, seed, epochs, patience):
+        calls.append((layout, model, seed))
+        return _record(layout, model, seed, 0.9, 0.9), nlran3d("tiny").eval()
+
+    monkeypatch.setattr(study, "run_unit", fake_unit)
+    args = dict(layouts=("arrangement",), models=("nlran", "nlran_no_nl"), seeds=(0, 1), weights_dir=tmp_path)
+    recs = study.build(tmp_path / "units", **args)
+    assert calls == [("arrangement", "nlran", 0), ("arrangement", "nlran_no_nl", 0), ("arrangement", "nlran", 1),
+                     ("arrangement", "nlran_no_nl", 1)]
+    assert [r["seed"] for r in recs] == [0, 0, 1, 1] and all(r["seconds"] >= 0 for r in recs)
+    assert sorted(p.name for p in (tmp_path / "units").iterdir())[0] == "arrangement-nlran-0.json"
+    assert load_committed("nlran", folder=tmp_path, layout="arrangement") is not None  # seed 0's NL-RAN kept
+    assert study.build(tmp_path / "units", **args) == recs and len(calls) == 4  # resumed: nothing runs again
+    assert study.summarize(study.load_units(tmp_path / "units"))["classification"]["arrangement"]["nlran"][
+        "auc_macro"]["n"] == 2
