@@ -64,12 +64,12 @@ def study_markdown(summary: dict[str, Any]) -> str:
             out.append(f"| {lay} | {MODEL_TITLES.get(m, m)} | {_pm(r['auc_macro'])} | {_pm(r['ncp_cp_auc'])} | "
                        f"{_pm(r['accuracy'])} | {_pm(r['best_epoch'], 1)} | {_pm(r['epochs_run'], 1)} |")
     out += ["", "**NL-RAN minus its ablation, per seed**", "",
-            "| layout | macro-AUC differences | NCP-vs-CP AUC differences | the non-local block helps? |",
+            "| layout | macro-AUC differences | NCP-vs-CP AUC differences | verdict (mean vs its standard error) |",
             "|---|---|---|---|"]
     for lay, d in summary["nl_minus_ablation"].items():
-        cells = [", ".join(f"{v:+.3f}" for v in d[k]["per_seed"]) + f" (mean {d[k]['mean']:+.3f})"
+        cells = [", ".join(f"{v:+.3f}" for v in d[k]["per_seed"]) + f" (mean {d[k]['mean']:+.3f} ± {d[k]['stderr']:.3f})"
                  for k in ("auc_macro", "ncp_cp_auc")]
-        out.append(f"| {lay} | {cells[0]} | {cells[1]} | {'yes' if d['helps'] else 'no'} |")
+        out.append(f"| {lay} | {cells[0]} | {cells[1]} | {d['verdict']} |")
     out += ["", "**Heat maps inside the lungs** (mean over seeds; 30 test volumes with lesions each)", "",
             "| layout | map | pointing game | top-10 % share in lesion | AUROC |", "|---|---|---|---|---|"]
     for lay, heat in summary["heatmaps"].items():
@@ -97,7 +97,8 @@ def study_findings(summary: dict[str, Any]) -> list[str]:
         d = summary["nl_minus_ablation"].get(lay)
         auc = {m: r["auc_macro"]["mean"] for m, r in rows.items()}
         if d:
-            verb = "helps" if d["helps"] else "does not help"
+            verb = {"helps": "helps", "hurts": "hurts",
+                    "no clear difference": "makes no clear difference"}[d["verdict"]]
             out.append(f"{lay} layout: the non-local block {verb} (NL-RAN minus ablation, macro-AUC "
                        f"{d['auc_macro']['mean']:+.3f}, better on {d['auc_macro']['positive']} of {d['seeds']} seeds; "
                        f"NCP-vs-CP AUC {d['ncp_cp_auc']['mean']:+.3f}, better on {d['ncp_cp_auc']['positive']}).")

@@ -168,6 +168,24 @@ def load_units(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     return [read_json(p) for p in paths]
 
 
+def _stderr(values: Sequence[float]) -> float:
+    """Standard error of the mean (sample standard deviation / sqrt(n)); NaN below two values."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
+def _verdict(stats: Sequence[dict[str, float]] | Any) -> str:
+    """"helps" when every mean paired difference is positive and larger than its standard error, "hurts" when every
+    one is negative by more than its standard error, else "no clear difference" (the seeds disagree, or the
+    difference is inside the seed-to-seed spread). A rough reading for 3 seeds, not a significance test."""
+    stats = list(stats)
+    if all(d["mean"] > d["stderr"] for d in stats):
+        return "helps"
+    if all(-d["mean"] > d["stderr"] for d in stats):
+        return "hurts"
+    return "no clear difference"
+
+
 def _nanmean(values: Sequence[float]) -> float:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -188,8 +206,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     - ``classification``: {layout: {model: {metric: {mean, std, n}}}} for macro-AUC, accuracy, NCP-vs-CP AUC, best
       epoch, epochs run and training seconds;
     - ``nl_minus_ablation``: {layout: per-seed differences of NL-RAN minus the ablation (macro-AUC and NCP-vs-CP
-      AUC), how many seeds are positive, and "helps": the mean difference is above 0 on both and positive on most
-      seeds};
+      AUC) with their mean, standard error and how many seeds are positive, and a "verdict" (:func:`_verdict`:
+      "helps", "hurts" or "no clear difference")};
     - ``heatmaps``: {layout: {within: {map: {pointing, top10, auroc} means over seeds}}}, map names "<model> CAM"
       and "nlran AM<i> <reading>";
     - ``am_vs_cam``: {layout: {within: {metric: the best attention-mask reading of NL-RAN minus NL-RAN's CAM}}};
@@ -208,10 +226,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if seeds:
             diff = {k: [by[(lay, "nlran", s)][k] - by[(lay, "nlran_no_nl", s)][k] for s in seeds]
                     for k in ("auc_macro", "ncp_cp_auc")}
-            out["nl_minus_ablation"][lay] = {
-                k: {"per_seed": v, "mean": float(np.mean(v)), "positive": int(sum(d > 0 for d in v))}
-                for k, v in diff.items()} | {"seeds": len(seeds), "helps": bool(
-                    all(np.mean(v) > 0 and sum(d > 0 for d in v) > len(v) / 2 for v in diff.values()))}
+            stats = {k: {"per_seed": v, "mean": float(np.mean(v)), "positive": int(sum(d > 0 for d in v)),
+                         "stderr": _stderr(v)} for k, v in diff.items()}
+            out["nl_minus_ablation"][lay] = stats | {"seeds": len(seeds), "verdict": _verdict(stats.values())}
         heat: dict[str, dict[str, dict[str, float]]] = {}
         for within in ("volume", "lung"):
             maps: dict[str, list[dict[str, float]]] = {}

@@ -114,6 +114,10 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         assert boom["n"] == 16 and boom["max_distance_to_mean_curve"] < 0.02
         gits = metrics["gits_schedule_digits"]  # GITS's huge first step: 80 -> 1.35 where EDM steps to 30.2
         assert gits["sigmas"][1] < 0.1 * gits["edm_sigmas"][1]
+    if path.parent.name == "rld" and path.stem == "01_train":
+        acc = {r["method"]: r for r in metrics["accuracy"]}  # one seed: distillation helps, and copies mistakes
+        assert acc["rld"]["best_mean"] > acc["ce"]["best_mean"] + 0.02  # measured 0.968 vs 0.928
+        assert acc["ce"]["teacher_wrong_mean"] > acc["kd"]["teacher_wrong_mean"]  # on the teacher's mistakes 0.43 vs 0.21
     if path.parent.name == "rld" and path.stem == "02_evaluate":
         acc = {r["method"]: r for r in metrics["accuracy"]}
         assert set(acc) == {"ce", "kd", "dkd", "la", "rld"} and all(r["seeds"] == 3 for r in acc.values())
@@ -137,6 +141,9 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         table = {(r["method"], r["n_aspects"]) for r in metrics["summary"]}
         assert table == {(m, n) for m in ("parallel", "sequential", "single") for n in (1, 2)}
         assert all(0.0 <= r["aspacc"] <= 1.0 and r["seconds"] > 0 for r in metrics["summary"])
+    if path.parent.name == "t2i" and path.stem == "01_train":
+        t = metrics["trained"]  # the tiny preset's 40 steps: the v-prediction loss falls from about 1 (measured 0.62)
+        assert t["steps"] == 40 and t["final_loss"] < 0.8 and metrics["committed_samples"] == 8
     if path.parent.name == "t2i" and path.stem == "02_evaluate":
         single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the issue's bars
         assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8
@@ -186,9 +193,21 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         assert rows["nlran"]["auc_macro"] >= 0.9  # the committed NL-RAN tiny on 90 held-out phantoms (the bar)
         lung = metrics["heatmap_scores"]["lung"]  # inside the lungs the maps find the lesions better than chance
         assert all(lung[k]["auroc"] > 0.8 for k in ("AM1", "CAM"))
+        study = metrics["layout_study"]  # 3 seeds x 2 layouts x 3 models (kit.nlran.study; the README's tables)
+        cls, diff = study["classification"], study["nl_minus_ablation"]
+        assert all(r["auc_macro"]["n"] == 3 for rows in cls.values() for r in rows.values())
+        assert {lay: d["verdict"] for lay, d in diff.items()} == {"texture": "no clear difference",
+                                                                  "arrangement": "no clear difference"}
+        arr = cls["arrangement"]  # only the arrangement tells NCP from CP: harder, and the plain ResNet is best
+        assert arr["nlran"]["ncp_cp_auc"]["mean"] < cls["texture"]["nlran"]["ncp_cp_auc"]["mean"] - 0.03  # .924 / .998
+        assert arr["resnet18_small"]["auc_macro"]["mean"] > arr["nlran"]["auc_macro"]["mean"] + 0.01  # .992 / .965
+        links = study["links"]  # lesion cells' weight on the other lung's lesions, x uniform: 3.2 vs 0.37
+        assert links["texture"]["NCP"]["other_ratio"]["mean"] > 1 > links["arrangement"]["NCP"]["other_ratio"]["mean"]
     if path.parent.name == "nlran" and path.stem == "03_explore":
         p = metrics["painter"]  # painting ground-glass blobs into a normal phantom raises P(COVID-19)
         assert p["a blob in each lung"]["NCP"] > p["normal"]["NCP"]
+        aff, links = metrics["nonlocal_lesion_affinity"], metrics["nonlocal_links"]  # the committed block looks away
+        assert aff["ratio"] < 0.5 and links["other_ratio"] < 1  # from lesions: 0.06x uniform; other lung 0.05x
     if path.parent.name == "trajectory" and path.stem == "02_evaluate":
         assert set(metrics["gits_wins"]) == {"kde", "empirical", "gmm2d", "trained"}
         c = metrics["gits_claims"]  # the README's headline: NFE 5-6, exact denoisers (tests/kit/trajectory/test_claims.py)

@@ -174,5 +174,6 @@ def test_offered_value_runs(nb, params, tmp_path):
         assert metrics["inpaint_yourself"]["fill"] == params["fill"]
         assert metrics["inpaint_yourself"]["mask_kind"] == params.get("mask_kind", "box")
     if nb == "nlran/01_train":
-        assert metrics["config"]["model"] == params["model"]
+        assert metrics["config"]["model"] == params.get("model", "nlran")
+        assert metrics["config"]["phantom_layout"] == params.get("phantom_layout", "texture")
         assert 0.0 <= metrics["test"]["auc_macro"] <= 1.0

@@ -239,7 +239,9 @@ def test_summarize_builds_the_tables_and_the_verdicts():
     assert cls["nlran"]["auc_macro"]["std"] == pytest.approx(np.std([0.95, 0.93, 0.97]))
     d = out["nl_minus_ablation"]["arrangement"]
     assert d["auc_macro"]["per_seed"] == pytest.approx([0.05, -0.01, 0.06]) and d["auc_macro"]["positive"] == 2
-    assert d["helps"] is True and out["nl_minus_ablation"]["texture"]["helps"] is False
+    assert d["auc_macro"]["stderr"] == pytest.approx(np.std([0.05, -0.01, 0.06], ddof=1) / np.sqrt(3))
+    assert d["verdict"] == "helps"  # mean 0.033 > its standard error 0.022 on both metrics
+    assert out["nl_minus_ablation"]["texture"]["verdict"] == "hurts"  # -0.05 on every seed
     heat = out["heatmaps"]["arrangement"]["lung"]
     assert set(heat) == {"nlran CAM", "nlran_no_nl CAM", "resnet18_small CAM", "nlran AM1 mean", "nlran AM2 mean",
                          "nlran AM3 mean", "nlran AM1 strongest"}
@@ -288,10 +290,12 @@ def test_study_markdown_and_findings_state_the_numbers():
     summary = summarize(recs)
     md = study_markdown(summary)
     assert "| arrangement | NL-RAN tiny | 0.960 ± 0.008 |" in md
-    assert "+0.050, +0.020, +0.060 (mean +0.043)" in md and "| yes |" in md
+    assert "+0.050, +0.020, +0.060 (mean +0.043 ± 0.012)" in md and "| helps |" in md
     assert "| arrangement | NCP | 2.00 ± 0.00 | 0.50 ± 0.00 |" in md and "| arrangement | CP | 3.00 ± 0.00 | – |" in md
     text = " ".join(study_findings(summary))
     assert "the non-local block helps (NL-RAN minus ablation, macro-AUC +0.043, better on 3 of 3 seeds" in text
+    flat = summarize([{**r, "auc_macro": 0.9 + 0.01 * (r["seed"] % 2), "ncp_cp_auc": 0.9} for r in recs])
+    assert flat["nl_minus_ablation"]["arrangement"]["verdict"] == "no clear difference"
     assert "same-budget ResNet-18 reaches macro-AUC 0.990, above NL-RAN's 0.960" in text
     assert "masks beats NL-RAN's CAM" not in text and "does not beat NL-RAN's CAM" in text  # top-10 % share ties
     assert "do not favour the other lung's lesions (0.50x uniform" in text
