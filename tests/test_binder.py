@@ -21,7 +21,7 @@ from kit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-EXTRAS_OFF_BINDER = ("data", "dev", "nlp")  # not on Binder: real-dataset readers, the test tools, spaCy
+EXTRAS_OFF_BINDER = ("data", "dev", "metrics", "nlp")  # not on Binder: real-dataset readers, the test tools, FID, spaCy
 
 
 def binder_requirements() -> dict[str, Requirement]:

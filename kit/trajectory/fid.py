@@ -31,7 +31,7 @@ def inception_features() -> tuple[torch.nn.Module | None, str | None]:
     try:
         import torch_fidelity  # noqa: F401  (torchmetrics' Inception comes from it)
     except ImportError:
-        return None, "torch-fidelity is not installed (pip install torch-fidelity), so torchmetrics has no Inception"
+        return None, "torch-fidelity is not installed (pip install -e '.[metrics]'), so torchmetrics has no Inception"
     path = inception_weights_path()
     if not path.is_file():
         return None, (f"the Inception weights are not at {path} (set KIT_FID_WEIGHTS to the file, or fetch them once "
