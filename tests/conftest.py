@@ -27,6 +27,10 @@ runpy.run_path(str(_GUARD_DIR / "sitecustomize.py"))  # the same guard, in this 
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+if not torch.cuda.is_available():
+    # kit.kernels' Triton kernels run in Triton's interpreter on CPU tensors (the kernel tests force them with
+    # KIT_KERNELS=triton); the mode is fixed when kit.kernels._triton is first imported, so it is set here, first.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

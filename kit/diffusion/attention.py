@@ -102,10 +102,17 @@ class AttentionStore:
     Only layers with Q <= ``max_query_pixels`` are kept (their names go to ``skipped``), heads are averaged when
     ``average_heads``; self-attention is kept only with ``record_self``, cross-attention unless ``record_cross`` is
     False (an edit-only run: nothing recorded, so layers no edit needs stay on the fused path).
+
+    ``tokens`` makes a token-capture store: per cross-attention layer it keeps only the head-averaged maps of
+    these token columns, summed over steps in float32 [B, Q, T] (B x Q x T x 4 bytes per layer however many steps
+    run), filled in place by :func:`kit.kernels.cross_attention_capture` (the fused kernel on CUDA), so no
+    [B, heads, Q, K] probability tensor is formed. :meth:`maps` then answers for those tokens averaged over all
+    steps; per-step maps (:meth:`attention`) are not kept.
     """
 
     def __init__(self, record_self: bool = False, max_query_pixels: int = 32 * 32, average_heads: bool = True,
-                 store_dtype: torch.dtype = torch.float16, record_cross: bool = True) -> None:
+                 store_dtype: torch.dtype = torch.float16, record_cross: bool = True,
+                 tokens: Sequence[int] | None = None) -> None:
         if isinstance(max_query_pixels, bool) or not isinstance(max_query_pixels, int) or max_query_pixels < 1:
             raise ValueError(f"max_query_pixels must be a positive int, got {max_query_pixels!r}")
         if not isinstance(store_dtype, torch.dtype) or not store_dtype.is_floating_point:
@@ -113,6 +120,14 @@ class AttentionStore:
         self.record_self, self.record_cross, self.max_query_pixels = bool(record_self), bool(record_cross), \
             max_query_pixels
         self.average_heads, self.store_dtype = bool(average_heads), store_dtype
+        self.tokens: list[int] | None = None
+        if tokens is not None:
+            self.tokens = _as_int_list(tokens, "tokens")
+            if any(t < 0 for t in self.tokens) or len(set(self.tokens)) != len(self.tokens):
+                raise ValueError(f"tokens must be distinct token indices >= 0, got {self.tokens}")
+            if record_self or not record_cross:
+                raise ValueError("a token-capture store (tokens=...) keeps cross-attention maps only: leave "
+                                 "record_self=False and record_cross=True")
         self.batch_size: int | None = None
         self.guided = False
         self.latent_size: tuple[int, int] | None = None
@@ -122,8 +137,42 @@ class AttentionStore:
         """Forget every recorded map and set the step counter before step 0 (the batch layout is kept)."""
         self._data: dict[int, dict[str, Tensor]] = {}
         self._cross: dict[str, bool] = {}
+        self._accum: dict[str, Tensor] = {}  # token-capture store: layer -> [B, Q, T] float32, summed over steps
+        self._counts: dict[str, int] = {}  # layer -> steps added to its accumulator
+        self._capture_steps: set[int] = set()
         self.skipped: set[str] = set()
         self.step = -1
+
+    @property
+    def capturing(self) -> bool:
+        """Return whether this is a token-capture store (``tokens`` given)."""
+        return self.tokens is not None
+
+    def accumulator(self, name: str, n_rows: int, n_queries: int, device: torch.device) -> Tensor:
+        """Return layer ``name``'s float32 accumulator [n_rows, n_queries, T] (zeros on first use), to be added to
+        in place; then call :meth:`note_capture`."""
+        if not self.capturing:
+            raise ValueError("accumulator() is for a token-capture store: AttentionStore(tokens=[...])")
+        acc = self._accum.get(name)
+        if acc is None:
+            acc = torch.zeros(n_rows, n_queries, len(self.tokens), dtype=torch.float32, device=device)
+            self._accum[name] = acc
+        elif acc.shape[:2] != (n_rows, n_queries):
+            raise ValueError(f"layer {name!r} captured [{acc.shape[0]}, {acc.shape[1]}] rows x queries before, now "
+                             f"[{n_rows}, {n_queries}]; call store.reset() between runs of different sizes")
+        return acc
+
+    def require_step(self) -> None:
+        """Raise ``ValueError`` unless a step is current (:meth:`next_step` was called since the last reset)."""
+        if self.step < 0:
+            raise ValueError("the store has no current step: call store.next_step() before each UNet call "
+                             "(register_attention_store does it)")
+
+    def note_capture(self, name: str) -> None:
+        """Count one step added to layer ``name``'s accumulator (at the current step)."""
+        self._counts[name] = self._counts.get(name, 0) + 1
+        self._capture_steps.add(self.step)
+        self._cross[name] = True
 
     def begin(self, batch_size: int | None = None, guided: bool = False,
               latent_size: tuple[int, int] | None = None) -> None:
@@ -162,15 +211,20 @@ class AttentionStore:
 
     def record(self, name: str, probs: Tensor, is_cross: bool) -> None:
         """Keep ``probs`` [B, heads, Q, K] of layer ``name`` at the current step (or note it as skipped)."""
-        if self.step < 0:
-            raise ValueError("the store has no current step: call store.next_step() before each UNet call "
-                             "(register_attention_store does it)")
+        self.require_step()
         if not self.records(is_cross):
             return
         if probs.shape[2] > self.max_query_pixels:
             self.skipped.add(name)
             return
         p = probs.detach()
+        if self.capturing:  # probabilities formed anyway (an edit needs them): add their token columns
+            if max(self.tokens) >= p.shape[-1]:
+                raise ValueError(f"tokens must be in [0, {p.shape[-1]}) for layer {name!r}, got {self.tokens}")
+            acc = self.accumulator(name, p.shape[0], p.shape[2], p.device)
+            acc += p[..., self.tokens].float().mean(dim=1)
+            self.note_capture(name)
+            return
         p = p.mean(dim=1, keepdim=True) if self.average_heads else p
         self._data.setdefault(self.step, {})[name] = p.to(self.store_dtype)
         self._cross[name] = is_cross
@@ -178,7 +232,7 @@ class AttentionStore:
     @property
     def steps(self) -> list[int]:
         """Return the recorded step indices, ascending."""
-        return sorted(self._data)
+        return sorted(self._capture_steps) if self.capturing else sorted(self._data)
 
     @property
     def layers(self) -> list[str]:
@@ -193,10 +247,14 @@ class AttentionStore:
     @property
     def nbytes(self) -> int:
         """Return the bytes held by the recorded tensors."""
-        return sum(t.numel() * t.element_size() for per in self._data.values() for t in per.values())
+        held = [t for per in self._data.values() for t in per.values()] + list(self._accum.values())
+        return sum(t.numel() * t.element_size() for t in held)
 
     def attention(self, name: str, step: int) -> Tensor:
         """Return the stored probabilities [B, heads or 1, Q, K] of layer ``name`` at ``step``."""
+        if self.capturing:
+            raise ValueError("a token-capture store (tokens=...) keeps only step-summed maps of its tokens; use "
+                             "maps(token) or a plain AttentionStore() for per-step probabilities")
         if step not in self._data:
             raise ValueError(f"step {step} was not recorded; recorded steps: 0..{len(self._data) - 1}")
         if name not in self._data[step]:
@@ -221,8 +279,12 @@ class AttentionStore:
 
     def layers_at(self, size: int) -> list[str]:
         """Return the recorded cross-attention layers whose maps are ``size`` pixels high."""
-        first = self._data[self.steps[0]] if self._data else {}
-        return [n for n in self.layers if n in first and self.spatial_size(first[n].shape[2])[0] == size]
+        if self.capturing:
+            n_queries = {n: a.shape[1] for n, a in self._accum.items()}
+        else:
+            first = self._data[self.steps[0]] if self._data else {}
+            n_queries = {n: t.shape[2] for n, t in first.items()}
+        return [n for n in self.layers if n in n_queries and self.spatial_size(n_queries[n])[0] == size]
 
     def maps(self, token_index: int | Sequence[int], step: int | Sequence[int] | None = None,
              layers: Sequence[str] | None = None, batch_index: int = 0,
@@ -231,6 +293,7 @@ class AttentionStore:
 
         Mean over heads, the given tokens, the chosen steps (None: all) and layers (None: all recorded cross
         layers); each layer's map is resized bilinearly to ``resolution`` (default: the largest chosen layer's).
+        A token-capture store answers for its ``tokens`` over all steps (``step`` None).
         """
         tokens = _as_int_list(token_index, "token_index")
         steps = self.steps if step is None else _as_int_list(step, "step")
@@ -239,24 +302,47 @@ class AttentionStore:
         names = self.layers if layers is None else list(layers)
         if not names:
             raise ValueError("no cross-attention layer chosen (layers is empty or nothing was recorded)")
-        entries = [self.attention(n, s) for s in steps for n in names]
-        n_rows, n_tokens = entries[0].shape[0], entries[0].shape[-1]
-        if not 0 <= batch_index < n_rows:
-            raise ValueError(f"batch_index must be in [0, {n_rows}), got {batch_index}")
-        if any(not -n_tokens <= t < n_tokens for t in tokens):
-            raise ValueError(f"token_index must be in [0, {n_tokens}), got {tokens}")
-        sizes = [self.spatial_size(e.shape[2]) for e in entries]
+        if self.capturing:
+            flat = self._captured_maps(tokens, step, names, batch_index)
+        else:
+            entries = [self.attention(n, s) for s in steps for n in names]
+            n_rows, n_tokens = entries[0].shape[0], entries[0].shape[-1]
+            if not 0 <= batch_index < n_rows:
+                raise ValueError(f"batch_index must be in [0, {n_rows}), got {batch_index}")
+            if any(not -n_tokens <= t < n_tokens for t in tokens):
+                raise ValueError(f"token_index must be in [0, {n_tokens}), got {tokens}")
+            flat = [e[batch_index].float().mean(dim=0)[:, tokens].mean(dim=-1) for e in entries]
+        sizes = [self.spatial_size(m.shape[0]) for m in flat]
         if resolution is None:
             out_size = max(sizes)
         else:
             out_size = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         total = torch.zeros(out_size, dtype=torch.float32)
-        for e, (h, w) in zip(entries, sizes):
-            m = e[batch_index].float().mean(dim=0)[:, tokens].mean(dim=-1).reshape(1, 1, h, w).cpu()
+        for e, (h, w) in zip(flat, sizes):
+            m = e.reshape(1, 1, h, w).cpu()
             if (h, w) != out_size:
                 m = F.interpolate(m, size=out_size, mode="bilinear", align_corners=False)
             total += m[0, 0]
-        return total / len(entries)
+        return total / len(flat)
+
+    def _captured_maps(self, tokens: list[int], step, names: list[str], batch_index: int) -> list[Tensor]:
+        """Return, per layer, the step-averaged map [Q] of ``tokens`` (a token-capture store)."""
+        if step is not None:
+            raise ValueError("a token-capture store (tokens=...) sums its maps over all steps: call maps(..., "
+                             "step=None), or record with a plain AttentionStore() for per-step maps")
+        missing = [t for t in tokens if t not in self.tokens]
+        if missing:
+            raise ValueError(f"token_index {missing} was not captured; this store captures tokens {self.tokens}")
+        cols = [self.tokens.index(t) for t in tokens]
+        out = []
+        for n in names:
+            if n not in self._accum:
+                raise ValueError(f"layer {n!r} was not captured; captured: {sorted(self._accum)}")
+            acc = self._accum[n]
+            if not 0 <= batch_index < acc.shape[0]:
+                raise ValueError(f"batch_index must be in [0, {acc.shape[0]}), got {batch_index}")
+            out.append(acc[batch_index][:, cols].mean(dim=-1) / self._counts[n])
+        return out
 
 
 class RecordingAttnProcessor:
@@ -321,7 +407,18 @@ class RecordingAttnProcessor:
         mask = None if attention_mask is None else attention_mask.view(batch, heads, -1, attention_mask.shape[-1])
         q, k, v = self._edit_qkv(q, k, v, is_cross)
         edit_probs = _edit_needs_probs(self.edit, self.name, is_cross, self.store.step)
-        if edit_probs or self.store.wants(is_cross, q.shape[2]):
+        store = self.store
+        if store.capturing and not edit_probs and store.wants(is_cross, q.shape[2]):
+            # token capture: the output and the tokens' head-averaged maps in one fused call (kit.kernels)
+            from kit.kernels import cross_attention_capture
+
+            store.require_step()
+            rows = store.conditional_rows(q.shape[0])
+            acc = store.accumulator(self.name, rows.stop - rows.start, q.shape[2], q.device)
+            out = cross_attention_capture(q, k, v, scale=attn.scale, tokens=store.tokens, accum=acc,
+                                          row_offset=rows.start, mask=mask)
+            store.note_capture(self.name)
+        elif edit_probs or store.wants(is_cross, q.shape[2]):
             probs = self._probs(attn, q, k, mask)
             probs = self._record_and_edit(probs, is_cross, edit_probs)
             out = probs @ v

@@ -17,6 +17,8 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from kit.kernels.reference import data_statistics
+
 __all__ = [
     "as_sigma_batch",
     "GaussianDenoiser",
@@ -296,16 +298,7 @@ class EmpiricalDenoiser:
         self.chunk_size = chunk_size
         self.data = flat  # [N, d], a view of the caller's tensor when no device move is needed
         # Mean and centred half squared norms in float64, block by block (no float64 copy of the data).
-        block = 1024
-        total = torch.zeros(self.dim, dtype=torch.float64, device=flat.device)
-        for start in range(0, self.num_points, block):
-            total += flat[start : start + block].sum(0, dtype=torch.float64)
-        self.data_mean = total / self.num_points  # [d], float64
-        half_sq = [
-            0.5 * (flat[start : start + block].to(torch.float64) - self.data_mean).pow(2).sum(1)
-            for start in range(0, self.num_points, block)
-        ]
-        self.half_sq_norms = torch.cat(half_sq)  # [N], float64, |y_i - m|^2 / 2
+        self.data_mean, self.half_sq_norms = data_statistics(flat)  # [d], [N]: |y_i - m|^2 / 2
 
     def _chunks(self, x: Tensor):
         """Yield (start, data chunk [c, d], |y - m|^2 / 2 chunk [c]) in x's dtype and device."""
@@ -321,20 +314,14 @@ class EmpiricalDenoiser:
         return xf - self.data_mean.to(device=x.device, dtype=x.dtype)
 
     def _denoise_empirical(self, xc: Tensor, s: Tensor) -> Tensor:
-        """Return sum_i softmax_i(logits) y_i [B, d] for centred queries xc [B, d] and sigma s [B]."""
-        inv_s2 = 1.0 / s[:, None] ** 2
-        run_max = torch.full((xc.shape[0], 1), -math.inf, dtype=xc.dtype, device=xc.device)
-        run_norm = torch.zeros_like(run_max)
-        run_sum = torch.zeros_like(xc)
-        for _, y, half_sq in self._chunks(xc):
-            logits = (xc @ y.T - half_sq) * inv_s2  # [B, c]
-            new_max = torch.maximum(run_max, logits.amax(1, keepdim=True))
-            rescale = torch.exp(run_max - new_max)  # 0 on the first chunk (exp(-inf))
-            w = torch.exp(logits - new_max)
-            run_norm = run_norm * rescale + w.sum(1, keepdim=True)
-            run_sum = run_sum * rescale + w @ y
-            run_max = new_max
-        return run_sum / run_norm
+        """Return sum_i softmax_i(logits) y_i [B, d] for centred queries xc [B, d] and sigma s [B].
+
+        Runs :func:`kit.kernels.empirical_denoise`'s chosen implementation (``KIT_KERNELS``): the fused Triton
+        kernel on CUDA, the chunked torch reference elsewhere.
+        """
+        from kit.kernels import empirical_denoise_centred
+
+        return empirical_denoise_centred(xc, self.data, self.half_sq_norms, s, chunk_size=self.chunk_size)
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """Return D(x, sigma) [B, ...] (x's shape and dtype): the empirical or KDE-smoothed posterior mean."""

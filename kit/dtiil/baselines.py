@@ -294,7 +294,8 @@ def cross_attention_map(pipe, image: Any, caption: str, *, words: Sequence[str] 
     model = _GuidedModel(pipe.unet, cond, pipe.encode_prompt([""]) if guided else None, guidance_scale)
     pred = pipe.scheduler.config.prediction_type
     h, w = x0.shape[-2:]
-    store = AttentionStore(max_query_pixels=int(h * w))
+    wanted = sorted({t for p in positions for t in ([p] if isinstance(p, int) else p)})
+    store = AttentionStore(max_query_pixels=int(h * w), tokens=wanted)  # step-summed maps of these tokens only
     with attention_control(pipe.unet, store):
         store.begin(batch_size=1, guided=guided, latent_size=(int(h), int(w)))
         for i in range(start, n):

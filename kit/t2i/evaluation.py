@@ -73,7 +73,8 @@ def attention_localisation(pipe, prompts: Sequence[str], steps: int = 20, guidan
         words = prompt.split()
         if len(words) != 4 or words[0] != "a":
             raise ValueError(f"attention_localisation takes single-object prompts 'a size colour shape', got {prompt!r}")
-        store = AttentionStore()
+        token = {"colour": 3, "shape": 4}  # <bos> a size colour shape
+        store = AttentionStore(tokens=list(token.values()))  # step-summed maps of these tokens only (kit.kernels)
         restore = register_attention_store(pipe.unet, store)
         try:
             img = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance_scale,
@@ -83,7 +84,6 @@ def attention_localisation(pipe, prompts: Sequence[str], steps: int = 20, guidan
         img = np.round(np.asarray(img) * 255).astype(np.uint8)
         h, w = img.shape[:2]
         dets = [d for d in detect_objects(img) if d.colour == words[2]]
-        token = {"colour": 3, "shape": 4}  # <bos> a size colour shape
         maps = {k: store.maps(t, resolution=(h, w)).float().numpy() for k, t in token.items()}
         maps_out.append({"prompt": prompt, "image": img, **maps})
         if not dets:
