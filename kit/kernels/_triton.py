@@ -194,7 +194,7 @@ def cross_attention_capture_triton(q: Tensor, k: Tensor, v: Tensor, scale: float
                           v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
                           BLOCK_Q=block_q, BLOCK_K=max(16, triton.next_power_of_2(n_k)), BLOCK_DH=block_dh,
                           BLOCK_T=max(16, triton.next_power_of_2(n_tok)), CAPTURE=capture,
-                          PRECISION=_precision(q.dtype), num_warps=4)
+                          PRECISION=_precision(q.dtype), num_warps=8 if block_dh >= 256 else 4)
     return out
 
 
