@@ -17,21 +17,24 @@ __all__ = ["empirical_denoise_triton", "cross_attention_capture_triton", "CAPTUR
 
 CAPTURE_MAX_KEYS = 256  # the whole key set sits in one tile; longer key sets use the reference
 CAPTURE_MAX_HEAD_DIM = 256
+INTERPRETED = triton_interpreting()  # how this module's kernels are built (fixed at import)
 
 
 @triton.jit
 def _empirical_kernel(x_ptr, y_ptr, hsq_ptr, inv_s2_ptr, acc_ptr, m_ptr, l_ptr,
-                      B, N, D, n_per_split, stride_x, stride_y,
+                      B, N, D, n_splits, stride_x, stride_y,
                       BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                       PRECISION: tl.constexpr):
-    # Program (pid_b, pid_s): rows pid_b * BLOCK_B ..., data points of split pid_s. Streams the split in tiles of
-    # BLOCK_N points: logits over the full feature dimension (BLOCK_K at a time), an online softmax update, then the
-    # weighted sum added to this split's fp32 accumulator in the workspace (BLOCK_D features at a time).
+    # Program (pid_b, pid_s): rows pid_b * BLOCK_B ..., data points of split pid_s (of n_splits; a split may be
+    # empty, its statistics then say so: m = -inf, l = 0). Streams the split in tiles of BLOCK_N points: logits
+    # over the full feature dimension (BLOCK_K at a time), an online softmax update, then the weighted sum added
+    # to this split's fp32 accumulator in the workspace (BLOCK_D features at a time).
     pid_b = tl.program_id(0)
     pid_s = tl.program_id(1)
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
     inv_s2 = tl.load(inv_s2_ptr + rows, mask=row_ok, other=0.0)
+    n_per_split = tl.cdiv(tl.cdiv(N, BLOCK_N), n_splits) * BLOCK_N
     n_start = pid_s * n_per_split
     n_stop = tl.minimum(n_start + n_per_split, N)
     m_i = tl.full([BLOCK_B], float("-inf"), tl.float32)
@@ -71,13 +74,24 @@ def _empirical_kernel(x_ptr, y_ptr, hsq_ptr, inv_s2_ptr, acc_ptr, m_ptr, l_ptr,
     tl.store(l_ptr + pid_s * B + rows, l_i, mask=row_ok)
 
 
-def _splits(n_row_blocks: int, n_tiles: int, device: torch.device) -> int:
-    """Return how many data splits to run side by side: enough programs for about two per SM, at most 16."""
+def _splits(b: int, n: int, device: torch.device) -> int:
+    """Return how many data splits run side by side: about two programs per SM (rows in blocks of 32), at most 16."""
+    row_blocks = triton.cdiv(b, 32)
     if device.type == "cuda":
         target = 2 * torch.cuda.get_device_properties(device).multi_processor_count
     else:  # the interpreter: two splits, so that the combine step is exercised
-        target = 2 * n_row_blocks
-    return max(1, min(16, n_tiles, -(-target // n_row_blocks)))
+        target = 2 * row_blocks
+    return max(1, min(16, triton.cdiv(n, 64), triton.cdiv(target, row_blocks)))
+
+
+# Tile shapes tried on the GPU, the fastest kept per (B, N, D, dtype); the workspace is zeroed before each trial.
+# (BLOCK_B, BLOCK_N, BLOCK_K, BLOCK_D, warps, stages)
+_EMPIRICAL_CONFIGS = [(16, 64, 64, 64, 4, 2), (32, 64, 64, 64, 4, 2), (64, 64, 32, 64, 4, 2),
+                      (64, 128, 32, 64, 8, 2), (128, 64, 32, 64, 8, 2), (32, 128, 64, 64, 8, 2)]
+_empirical_tuned = triton.autotune(
+    configs=[triton.Config(dict(BLOCK_B=bb, BLOCK_N=bn, BLOCK_K=bk, BLOCK_D=bd), num_warps=w, num_stages=st)
+             for bb, bn, bk, bd, w, st in _EMPIRICAL_CONFIGS],
+    key=["B", "N", "D"], reset_to_zero=["acc_ptr"])(_empirical_kernel)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -100,19 +114,17 @@ def empirical_denoise_triton(xc: Tensor, data: Tensor, half_sq: Tensor, inv_s2: 
     y = y.contiguous()
     hsq = half_sq.to(device=x.device, dtype=torch.float32).contiguous()
     inv = inv_s2.to(device=x.device, dtype=torch.float32).contiguous()
-    block_b = 16 if b <= 16 else 32
-    block_n, block_k, block_d = 64, 64, 64
-    n_row_blocks = triton.cdiv(b, block_b)
-    n_tiles = triton.cdiv(n, block_n)
-    s = _splits(n_row_blocks, n_tiles, x.device) if splits is None else max(1, min(int(splits), n_tiles))
-    per_split = triton.cdiv(n_tiles, s) * block_n
-    s = triton.cdiv(n, per_split)
+    s = _splits(b, n, x.device) if splits is None else max(1, min(int(splits), triton.cdiv(n, 64)))
     acc = torch.zeros(s, b, d, dtype=torch.float32, device=x.device)
     m = torch.empty(s, b, dtype=torch.float32, device=x.device)
     l_ = torch.empty(s, b, dtype=torch.float32, device=x.device)
-    _empirical_kernel[(n_row_blocks, s)](x, y, hsq, inv, acc, m, l_, b, n, d, per_split, x.stride(0), y.stride(0),
-                                         BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d,
-                                         PRECISION=_precision(x.dtype), num_warps=4)
+    args = (x, y, hsq, inv, acc, m, l_, b, n, d, s, x.stride(0), y.stride(0))
+    if INTERPRETED:  # one tile shape (the interpreter's time is spent per operation, not per tile)
+        block_b = 16 if b <= 16 else 32
+        _empirical_kernel[(triton.cdiv(b, block_b), s)](*args, BLOCK_B=block_b, BLOCK_N=64, BLOCK_K=64, BLOCK_D=64,
+                                                         PRECISION=_precision(x.dtype))
+    else:
+        _empirical_tuned[lambda meta: (triton.cdiv(b, meta["BLOCK_B"]), s)](*args, PRECISION=_precision(x.dtype))
     top = m.amax(0)  # combine the splits: rescale each to the common max
     w = torch.exp(m - top)
     out = (w[:, :, None] * acc).sum(0) / (w * l_).sum(0)[:, None]
@@ -198,4 +210,3 @@ def cross_attention_capture_triton(q: Tensor, k: Tensor, v: Tensor, scale: float
     return out
 
 
-INTERPRETED = triton_interpreting()  # how this module's kernels were built

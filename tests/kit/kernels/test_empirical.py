@@ -67,6 +67,11 @@ def test_kernel_splits_combine_exactly():
     for o in outs[1:]:
         torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(outs[0].double(), _independent(x, data, 0.8), rtol=1e-4, atol=1e-4)
+    # 9 tiles over 6 splits of 2 tiles: the last split is empty (m = -inf, l = 0) and must drop out of the combine
+    x, data = _problem(b=5, n=9 * 64, d=20)
+    mean, half_sq = data_statistics(data)
+    got = empirical_denoise_triton(x - mean.float(), data, half_sq, torch.full((5,), 1.0), splits=6)
+    torch.testing.assert_close(got.double(), _independent(x, data, 1.0), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
