@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 
 import torch
 from torch import Tensor
@@ -49,23 +48,11 @@ __all__ = [
 ]
 
 
-def _sigma_batch(sigma: float | Tensor, batch: int, device: torch.device) -> Tensor:
-    if isinstance(sigma, Tensor):
-        if sigma.ndim == 0:
-            s = sigma.reshape(1).expand(batch)
-        elif sigma.ndim == 1 and sigma.shape[0] == batch:
-            s = sigma
-        else:
-            raise ValueError(f"sigma must be a float or a tensor of shape (B,) = ({batch},), got shape "
-                             f"{tuple(sigma.shape)}")
-        s = s.to(device=device, dtype=torch.float64)
-    elif isinstance(sigma, Real) and not isinstance(sigma, bool):
-        s = torch.full((batch,), float(sigma), dtype=torch.float64, device=device)
-    else:
-        raise ValueError(f"sigma must be a float or a tensor (B,), got {type(sigma).__name__}")
-    if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
-        raise ValueError(f"sigma must be finite and > 0, got {s.tolist() if s.numel() <= 8 else 'other values'}")
-    return s
+def _sigma_batch(sigma: float | Tensor, x: Tensor) -> Tensor:
+    """Return sigma as a checked (B,) float64 tensor (:func:`kit.diffusion.denoisers.as_sigma_batch`'s rules)."""
+    from kit.diffusion.denoisers import as_sigma_batch  # imported here: kit.diffusion imports kit.kernels
+
+    return as_sigma_batch(x, sigma).to(torch.float64)
 
 
 def _check_denoise(x: Tensor, data: Tensor) -> None:
@@ -110,7 +97,7 @@ def empirical_denoise(x: Tensor, data: Tensor, sigma: float | Tensor, *, data_me
     _check_denoise(x, data)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    s = _sigma_batch(sigma, x.shape[0], x.device)
+    s = _sigma_batch(sigma, x)
     if (data_mean is None) != (half_sq_norms is None):
         raise ValueError("pass data_mean and half_sq_norms together (data_statistics(data) gives both), or neither")
     if data_mean is None:

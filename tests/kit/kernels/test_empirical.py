@@ -133,7 +133,7 @@ def test_empirical_denoiser_uses_the_kernels(monkeypatch):
      "floating"),
     (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=0.0), "sigma"),
     (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=math.nan), "sigma"),
-    (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=torch.ones(2)), r"\(B,\)"),
+    (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=torch.ones(2)), r"shape \[B\]"),
     (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma="1"), "sigma"),
     (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=1.0, chunk_size=0), "chunk_size"),
     (dict(x=torch.zeros(3, 4), data=torch.zeros(5, 4), sigma=1.0, backend="cuda"), "backend"),
