@@ -51,6 +51,10 @@ class T2IConfig:
     guidance_scale: float = 3.0
     solver: str = "dpmpp2m"
     n_eval: int = 60
+    # sample sizes of 02 / 03 (the README's tables use the "shapes" values; "tiny" keeps CI short)
+    n_multi: int = 30  # 2- and 3-object prompts of the adherence table (02)
+    n_attention: int = 30  # single-object prompts of the attention-localisation score (02)
+    n_swap: int = 12  # caption pairs of the word-swap measure (03; Stable Diffusion has 4 fixed pairs)
 
     def __post_init__(self) -> None:
         if self.resolution % 4:
@@ -64,17 +68,18 @@ class T2IConfig:
         lo, hi = self.n_objects
         if not 1 <= lo <= hi <= 3:
             raise ValueError(f"n_objects must satisfy 1 <= lo <= hi <= 3, got {self.n_objects}")
-        for name in ("max_steps", "batch_size", "num_inference_steps", "n_eval"):
+        for name in ("max_steps", "batch_size", "num_inference_steps", "n_eval", "n_multi", "n_attention", "n_swap"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 PRESETS = {
     "tiny": {"resolution": 16, "block_out_channels": (16, 32, 32), "text_hidden": 32,
-             "max_steps": 40, "batch_size": 8, "checkpoint_every": 20, "n_eval": 8, "num_inference_steps": 5},
+             "max_steps": 40, "batch_size": 8, "checkpoint_every": 20, "n_eval": 8, "num_inference_steps": 5,
+             "n_multi": 8, "n_attention": 12, "n_swap": 6},
     "shapes": {},
     "full": {"pretrained": "stable-diffusion-v1-5/stable-diffusion-v1-5", "resolution": 512,
-             "num_inference_steps": 50, "guidance_scale": 7.5, "n_eval": 100},
+             "num_inference_steps": 50, "guidance_scale": 7.5, "n_eval": 100, "n_swap": 4},
 }
 
 

@@ -147,6 +147,8 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "t2i" and path.stem == "02_evaluate":
         single = metrics["adherence"]["1"]  # the committed model on all 60 single-object prompts: the issue's bars
         assert single["n"] == 60 and single["colour"] >= 0.9 and single["shape"] >= 0.8
+        # the tiny preset's counts (shapes: the README's 30 / 30)
+        assert metrics["config"]["n_multi"] == 8 and metrics["attention_localisation"]["n_prompts"] == 12
         gits = metrics["gits_t2i"]  # the authors' recipe for latent t2i models, warm-up prompts out of sample
         assert gits["recipe"] == {"teacher_solver": "dpmpp2m", "solver": "dpmpp2m", "grid_points": 61,
                                   "metric": "dev", "coeff": 1.2}
@@ -156,6 +158,7 @@ def test_notebook_executes_with_defaults(path, tmp_path):
     if path.parent.name == "t2i" and path.stem == "03_explore":
         swap = metrics["word_swap"]  # prompt-to-prompt's word swap keeps the source layout better than none
         assert swap["iou_swapped"] > swap["iou_plain"]
+        assert swap["n"] == metrics["config"]["n_swap"] == 6  # the tiny preset's pairs (shapes: the README's 12)
     if path.parent.name == "sslhv" and path.stem == "02_evaluate":
         o = metrics["ordering"]  # the committed 3-seed table: the best frozen SSL encoder beats supervised at 10 %
         assert o["beats_supervised_10"] and o["seeds_won"] == o["n_seeds"]
