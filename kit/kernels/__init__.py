@@ -162,8 +162,8 @@ def cross_attention_capture(q: Tensor, k: Tensor, v: Tensor, *, scale: float | N
     ``q`` (B, heads, Q, d), ``k`` and ``v`` (B, heads, K, d); ``scale`` default 1 / sqrt(d). ``accum``: float32
     (rows, Q, T), contiguous, T = len(tokens), for batch rows ``row_offset`` ... ``row_offset + rows`` (e.g. the
     conditional half of a guided batch); ``accum[r, i, j] += mean_h p[row_offset + r, h, i, tokens[j]]``. Calling it
-    once per denoising step sums the maps over steps. The fused kernel needs no mask, K <= 256 and d <= 256; other
-    calls run the reference (explicit float32 attention in query chunks for the captured rows, SDPA for the rest).
+    once per denoising step sums the maps over steps. The fused kernel needs no mask, K <= 256, d <= 256 and half
+    precision (float32 only with ``backend="triton"`` / ``KIT_KERNELS=triton``); other calls run the reference (explicit float32 attention in query chunks for the captured rows, SDPA for the rest).
     """
     idx = _as_tokens(tokens)
     if isinstance(row_offset, bool) or not isinstance(row_offset, int):
@@ -176,7 +176,11 @@ def cross_attention_capture(q: Tensor, k: Tensor, v: Tensor, *, scale: float | N
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     which = resolve_backend("cross_attention_capture", q.device, backend, check=_capture_check)
-    if which == "triton" and mask is None and q.dtype != torch.float64:
+    # The kernel is for half-precision UNets (Stable Diffusion on a GPU). Float32 runs it only when forced: its
+    # tf32x3 dots cost about a minute of compilation at head_dim 160 (kit.kernels.compile_check), for a rare case.
+    half = q.dtype in (torch.float16, torch.bfloat16)
+    if which == "triton" and mask is None and (half or (q.dtype == torch.float32
+                                                         and requested_backend(backend) == "triton")):
         from kit.kernels._triton import CAPTURE_MAX_HEAD_DIM, CAPTURE_MAX_KEYS, cross_attention_capture_triton
 
         if k.shape[2] <= CAPTURE_MAX_KEYS and q.shape[-1] <= CAPTURE_MAX_HEAD_DIM and v.shape[-1] == q.shape[-1]:

@@ -181,6 +181,18 @@ def _capture_kernel(q_ptr, k_ptr, v_ptr, o_ptr, tok_ptr, acc_ptr,
         tl.store(a_ptrs, a + cap * inv_h, mask=ok)
 
 
+def capture_meta(dtype: torch.dtype, head_dim: int, n_keys: int, n_tokens: int) -> dict:
+    """Return the capture kernel's tile sizes and launch options for these sizes (what the launcher uses and what
+    :mod:`kit.kernels.compile_check` compiles)."""
+    block_dh = max(16, triton.next_power_of_2(head_dim))
+    return dict(BLOCK_Q=64 if block_dh <= 128 else 32, BLOCK_K=max(16, triton.next_power_of_2(n_keys)),
+                BLOCK_DH=block_dh, BLOCK_T=max(16, triton.next_power_of_2(n_tokens)), PRECISION=_precision(dtype),
+                num_warps=8 if block_dh >= 256 else 4,
+                # the head loop pipelined over 2 stages fits shared memory in half precision; float32's tf32x3
+                # operands need 1 (compiled for sm_80 / sm_90: 131 KB at head_dim 256, against 475 KB with 2)
+                num_stages=1 if dtype == torch.float32 else 2)
+
+
 def cross_attention_capture_triton(q: Tensor, k: Tensor, v: Tensor, scale: float, tokens: Tensor,
                                    accum: Tensor | None, row_offset: int = 0) -> Tensor:
     """Fused softmax attention with in-place token capture (as
@@ -197,16 +209,13 @@ def cross_attention_capture_triton(q: Tensor, k: Tensor, v: Tensor, scale: float
         torch.zeros(1, dtype=torch.int32, device=q.device)
     acc = accum if capture else torch.zeros(1, dtype=torch.float32, device=q.device)
     n_tok = int(tok.numel()) if capture else 1
-    block_dh = max(16, triton.next_power_of_2(dh))
-    block_q = 64 if block_dh <= 128 else 32
-    grid = (triton.cdiv(n_q, block_q), bsz)
+    meta = capture_meta(q.dtype, dh, n_k, n_tok)
+    grid = (triton.cdiv(n_q, meta["BLOCK_Q"]), bsz)
     _capture_kernel[grid](q, k, v, out, tok, acc, heads, n_q, n_k, dh, n_tok, int(row_offset),
                           int(accum.shape[0]) if capture else 0, float(scale), 1.0 / heads,
                           q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
                           v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
-                          BLOCK_Q=block_q, BLOCK_K=max(16, triton.next_power_of_2(n_k)), BLOCK_DH=block_dh,
-                          BLOCK_T=max(16, triton.next_power_of_2(n_tok)), CAPTURE=capture,
-                          PRECISION=_precision(q.dtype), num_warps=8 if block_dh >= 256 else 4)
+                          CAPTURE=capture, **meta)
     return out
 
 
