@@ -8,7 +8,8 @@ a VAE object, given here as a one-level AutoencoderKL whose scale factor is 1, b
 what the pipelines add around identical UNet calls: prompt encoding, CFG batching, scheduler steps. diffusers'
 unconditional ``DDIMPipeline`` would need a different network (UNet2DModel) and no text, so it would not measure
 the same work. Extra rows: the kit ODE solver path (dpmpp2m, same number of UNet calls) and kit + DDIM with an
-AttentionStore recording cross-attention (the cost of the explicit-softmax processors).
+AttentionStore recording cross-attention (the cost of the explicit-softmax processors), and with a token-capture
+store (``AttentionStore(tokens=[3, 4])``: two words' maps summed over steps through ``kit.kernels``).
 
 Variants are timed round-robin (one call of each per round) so load from other processes spreads evenly; the
 median over rounds is reported.
@@ -25,7 +26,7 @@ import statistics
 import sys
 import time
 
-VARIANTS = ("diffusers-sd-ddim", "kit-ddim", "kit-dpmpp2m", "kit-ddim+store")
+VARIANTS = ("diffusers-sd-ddim", "kit-ddim", "kit-dpmpp2m", "kit-ddim+store", "kit-ddim+capture")
 WORDS = ["a", "big", "small", "red", "green", "blue", "circle", "square", "triangle", "left", "of", "right"]
 PROMPTS = ["a big red circle", "a small blue square left of a green triangle", "a green circle",
            "a red square right of a blue circle"]
@@ -61,8 +62,8 @@ def build(args: argparse.Namespace) -> dict:
     def gen():
         return torch.Generator().manual_seed(args.seed)
 
-    def with_store():
-        store = AttentionStore()
+    def with_store(tokens=None):
+        store = AttentionStore(tokens=tokens)
         restore = register_attention_store(unet, store)
         try:
             return kit_ddim(prompts, generator=gen(), **common).images
@@ -74,6 +75,7 @@ def build(args: argparse.Namespace) -> dict:
         "kit-ddim": lambda: kit_ddim(prompts, generator=gen(), **common).images,
         "kit-dpmpp2m": lambda: kit_solver(prompts, generator=gen(), **common).images,
         "kit-ddim+store": with_store,
+        "kit-ddim+capture": lambda: with_store(tokens=[3, 4]),  # two words' step-summed maps (kit.kernels)
     }
 
 

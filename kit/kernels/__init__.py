@@ -10,7 +10,7 @@
 
 ``KIT_KERNELS`` = ``auto`` (default: the kernel on CUDA when Triton imports and the kernel matched the reference
 there on first use; the reference elsewhere), ``torch``, ``triton`` (with ``TRITON_INTERPRET=1`` also on CPU
-tensors) or ``sdpa``. Measured ratios are in ``benchmarks/kernels.py`` and ``kit/kernels/README.md``.
+tensors) or ``sdpa``. Measured ratios are in ``benchmarks/kit_kernels.py`` and ``kit/kernels/README.md``.
 """
 
 from __future__ import annotations

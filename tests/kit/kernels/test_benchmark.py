@@ -1,4 +1,4 @@
-"""benchmarks/kernels.py runs end to end at tiny sizes, and its memory accounting of part 2 is the arithmetic of
+"""benchmarks/kit_kernels.py runs end to end at tiny sizes, and its memory accounting of part 2 is the arithmetic of
 the stores: per-head float16 maps of every layer and step vs float32 step sums of the captured words."""
 
 import json
@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_benchmark_runs_and_its_store_sizes_are_the_arithmetic(tmp_path):
     out = tmp_path / "kernels.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "kernels.py"), "--device", "cpu", "--threads", "1",
+    cmd = [sys.executable, str(REPO / "benchmarks" / "kit_kernels.py"), "--device", "cpu", "--threads", "1",
            "--n", "300", "--d", "48", "--batch", "8", "--steps", "2", "--repeats", "1", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr

@@ -14,9 +14,11 @@
    kit's recording processor with the per-head store, and with the capture store.
 
 Times are medians of round-robin rounds (benchmarks/timing.py). Without CUDA the Triton rows say "GPU only".
+(The file is not called ``kernels.py``: run from this folder, that name would shadow Hugging Face's ``kernels``
+package, which diffusers looks for, and break the other benchmarks' diffusers imports.)
 
-    python benchmarks/kernels.py            # both parts on the default device
-    python benchmarks/kernels.py --quick    # small sizes, a smoke test
+    python benchmarks/kit_kernels.py            # both parts on the default device
+    python benchmarks/kit_kernels.py --quick    # small sizes, a smoke test
 """
 
 from __future__ import annotations
