@@ -128,6 +128,9 @@ class AttentionStore:
             if record_self or not record_cross:
                 raise ValueError("a token-capture store (tokens=...) keeps cross-attention maps only: leave "
                                  "record_self=False and record_cross=True")
+            if not average_heads:
+                raise ValueError("a token-capture store (tokens=...) keeps head-averaged maps; per-head maps need a "
+                                 "plain AttentionStore(average_heads=False)")
         self.batch_size: int | None = None
         self.guided = False
         self.latent_size: tuple[int, int] | None = None

@@ -89,6 +89,8 @@ def test_capture_store_refuses_what_it_does_not_keep(unet):
         cap.maps(2, batch_index=5)
     with pytest.raises(ValueError, match="cross-attention"):
         AttentionStore(tokens=[1], record_self=True)
+    with pytest.raises(ValueError, match="head-averaged"):
+        AttentionStore(tokens=[1], average_heads=False)
     with pytest.raises(ValueError, match="distinct"):
         AttentionStore(tokens=[1, 1])
     with pytest.raises(ValueError, match="tokens"):
