@@ -8,10 +8,8 @@ from kit.rld.experiment import (
     TeacherResult,
     TrainResult,
     accuracy_table,
-    alpha_beta_sweep,
     build_teacher,
     student_lr,
-    teacher_error_sweep,
     train,
     train_student,
     train_teacher,
@@ -32,6 +30,7 @@ from kit.rld.losses import (
 )
 from kit.rld.mistakes import TeacherMistakes, mistake_outcomes, student_steps, teacher_mistakes
 from kit.rld.recipes import PairRecipe, canonical_network, pair_recipe
+from kit.rld.sweeps import alpha_beta_sweep, teacher_error_sweep
 
 __all__ = [
     "METHODS",

@@ -20,8 +20,9 @@ from kit.rld.data import (
     pair_flip_labels,
     teacher_training_set,
 )
-from kit.rld.experiment import Distiller, _lr_lambda, accuracy_table, make_mlp, teacher_error_sweep, train
+from kit.rld.experiment import Distiller, _lr_lambda, accuracy_table, make_mlp, train
 from kit.rld.report import sweep_summary
+from kit.rld.sweeps import teacher_error_sweep
 
 
 def test_presets_follow_the_paper_recipe():

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from kit.core import RunDir
-from kit.rld import config
+from kit.rld import config, sweeps
 from kit.rld import experiment as exp
 from kit.rld.config import RLDConfig
 from kit.rld.explore import alpha_beta_grid
@@ -248,12 +248,12 @@ def test_imagenet_teachers_are_torchvision_v1(monkeypatch):
 def test_alpha_beta_sweep_feeds_the_heatmap_grid(tmp_path):
     cfg = config.preset("tiny", epochs=2, teacher_epochs=2)
     run = RunDir(tmp_path)
-    grid = exp.alpha_beta_sweep(cfg, run, alphas=(1.0, 2.0), betas=(8.0,), seeds=(0,))
+    grid = sweeps.alpha_beta_sweep(cfg, run, alphas=(1.0, 2.0), betas=(8.0,), seeds=(0,))
     assert set(grid) == {(1.0, 8.0), (2.0, 8.0)} and all(len(v) == 1 and 0 <= v[0] <= 1 for v in grid.values())
     alphas, betas, acc = alpha_beta_grid(grid)
     assert acc.shape == (2, 1) and not any(math.isnan(v) for v in acc.ravel())
     assert {(r["alpha"], r["beta"]) for r in run.metrics["alpha_beta"]} == set(grid)
     with pytest.raises(ValueError, match="'rld' or 'dkd'"):
-        exp.alpha_beta_sweep(cfg, run, method="kd")
+        sweeps.alpha_beta_sweep(cfg, run, method="kd")
     with pytest.raises(ValueError, match="at least one"):
-        exp.alpha_beta_sweep(cfg, run, alphas=())
+        sweeps.alpha_beta_sweep(cfg, run, alphas=())
