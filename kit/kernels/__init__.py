@@ -8,8 +8,9 @@
   requested key columns (prompt tokens) to an accumulator, in place; what a word heat map needs, without a
   [B, heads, Q, K] probability tensor per layer and step.
 
-``KIT_KERNELS`` = ``auto`` (default: the kernel on CUDA when Triton imports and the kernel matched the reference
-there on first use; the reference elsewhere), ``torch``, ``triton`` (with ``TRITON_INTERPRET=1`` also on CPU
+``KIT_KERNELS`` = ``auto`` (default: on CUDA, when Triton imports and the kernel matched the reference there on
+first use, the kernel, or for the denoiser the fastest of its forms timed once at the caller's size; the reference
+elsewhere), ``torch``, ``triton`` (with ``TRITON_INTERPRET=1`` also on CPU
 tensors) or ``sdpa``. Measured ratios are in ``benchmarks/kit_kernels.py`` and ``kit/kernels/README.md``.
 """
 
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from kit.kernels.dispatch import (
     BACKENDS,
+    fastest,
     requested_backend,
     resolve_backend,
     triton_available,
@@ -118,13 +120,37 @@ def empirical_denoise_centred(xc: Tensor, data: Tensor, half_sq_norms: Tensor, s
     which = resolve_backend("empirical_denoise", xc.device, backend, check=_denoise_check, has_sdpa=True)
     if which == "triton" and xc.dtype == torch.float64:
         which = "torch"  # the kernel accumulates in float32; float64 callers keep float64
-    if which == "triton":
-        from kit.kernels._triton import empirical_denoise_triton
 
-        return empirical_denoise_triton(xc, data, half_sq_norms, inv_s2)
-    if which == "sdpa":
-        return empirical_denoise_sdpa(xc, data, half_sq_norms, inv_s2)
-    return empirical_denoise_torch(xc, data, half_sq_norms, inv_s2, chunk_size)
+    def run(name: str) -> Tensor:
+        if name == "triton":
+            from kit.kernels._triton import empirical_denoise_triton
+
+            return empirical_denoise_triton(xc, data, half_sq_norms, inv_s2)
+        if name == "sdpa":
+            return empirical_denoise_sdpa(xc, data, half_sq_norms, inv_s2)
+        return empirical_denoise_torch(xc, data, half_sq_norms, inv_s2, chunk_size)
+
+    if which == "triton" and requested_backend(backend) == "auto":
+        # auto on CUDA: the kernel matched the reference; keep whichever form is fastest on this device at this
+        # size (the issue's rule), measured once per (device, dtype, N, d, batch rounded up to a power of two)
+        which = fastest("empirical_denoise", _denoise_key(xc, data), _denoise_candidates(run, xc, data),
+                        sync=lambda: torch.cuda.synchronize(xc.device))
+    return run(which)
+
+
+SDPA_MAX_BYTES = 1 << 30  # the SDPA form copies the data with one extra feature; larger copies are not tried
+
+
+def _denoise_key(xc: Tensor, data: Tensor) -> tuple:
+    b = xc.shape[0]
+    return (str(xc.device), str(xc.dtype), data.shape[0], data.shape[1], 1 << max(0, (b - 1).bit_length()))
+
+
+def _denoise_candidates(run, xc: Tensor, data: Tensor) -> dict:
+    names = ["triton", "torch"]
+    if data.shape[0] * (data.shape[1] + 1) * xc.element_size() <= SDPA_MAX_BYTES:
+        names.append("sdpa")
+    return {n: (lambda n=n: run(n)) for n in names}
 
 
 def _capture_check(device: torch.device) -> bool:

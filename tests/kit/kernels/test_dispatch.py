@@ -87,3 +87,50 @@ def test_public_calls_on_cpu_never_load_triton_by_default(monkeypatch):
     cross_attention_capture(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 3, 8), torch.randn(1, 1, 3, 8), tokens=[1],
                             accum=torch.zeros(1, 4, 1))
     assert "kit.kernels._triton" not in sys.modules
+
+
+def test_fastest_times_once_per_problem_and_drops_failing_candidates(monkeypatch):
+    import time
+
+    monkeypatch.setattr(dispatch, "_FASTEST", {})
+    calls = {"slow": 0, "quick": 0}
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.02)
+
+    def quick():
+        calls["quick"] += 1
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    assert dispatch.fastest("op", ("k", 1), {"slow": slow, "broken": broken, "quick": quick}, repeats=3) == "quick"
+    assert calls == {"slow": 4, "quick": 4}  # one untimed call each, then 3 timed rounds
+    assert dispatch.fastest("op", ("k", 1), {"slow": slow}) == "quick"  # remembered: not timed again
+    assert calls["slow"] == 4
+    with pytest.raises(RuntimeError, match="out of memory"):
+        dispatch.fastest("op", ("k", 2), {"broken": broken})
+    with pytest.raises(ValueError, match="candidate"):
+        dispatch.fastest("op", ("k", 3), {})
+
+
+def test_auto_on_a_verified_device_keeps_the_fastest_form(monkeypatch):
+    """The CUDA branch of auto, run on CPU tensors: the kernel (interpreted) counts as verified, and the denoiser
+    times its three forms once for this problem and answers with the fastest, which gives the same result."""
+    import kit.kernels as kk
+
+    pytest.importorskip("triton")
+    monkeypatch.setattr(dispatch, "_FASTEST", {})
+    monkeypatch.setattr(kk, "resolve_backend", lambda *a, **k: "triton")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    g = torch.Generator().manual_seed(0)
+    data, x = torch.randn(200, 24, generator=g), torch.randn(5, 24, generator=g)
+    got = kk.empirical_denoise(x, data, 0.8)
+    want = kk.empirical_denoise(x, data, 0.8, backend="torch")
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    ((op, key), choice), = dispatch._FASTEST.items()
+    assert op == "empirical_denoise" and key == ("cpu", "torch.float32", 200, 24, 8) and \
+        choice in {"triton", "torch", "sdpa"}
+    # the interpreter is orders of magnitude slower than torch's matmuls: it cannot be the fastest here
+    assert choice != "triton"
