@@ -266,6 +266,9 @@ class AttentionStore:
 
     def get(self, name: str, step: int) -> Tensor | None:
         """Return the stored probabilities of layer ``name`` at ``step``, or None when not recorded."""
+        if self.capturing:
+            raise ValueError("a token-capture store (tokens=...) keeps only step-summed maps of its tokens, not "
+                             "per-step probabilities (e.g. for ReplaceCrossAttention): record with AttentionStore()")
         return self._data.get(step, {}).get(name)
 
     def spatial_size(self, n_queries: int) -> tuple[int, int]:

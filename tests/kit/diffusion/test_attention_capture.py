@@ -7,7 +7,12 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("triton")
 
-from kit.diffusion.attention import AttentionStore, ReweightTokens, attention_control  # noqa: E402
+from kit.diffusion.attention import (  # noqa: E402
+    AttentionStore,
+    ReplaceCrossAttention,
+    ReweightTokens,
+    attention_control,
+)
 
 torch.set_num_threads(1)
 K_TOKENS = 6
@@ -81,6 +86,8 @@ def test_capture_store_refuses_what_it_does_not_keep(unet):
     _steps(unet, cap, n=1)
     with pytest.raises(ValueError, match="step-summed"):
         cap.attention(cap.layers[0], 0)
+    with pytest.raises(ValueError, match="per-step probabilities"):
+        _steps(unet, AttentionStore(max_query_pixels=256), edit=ReplaceCrossAttention(source=cap), n=1)
     with pytest.raises(ValueError, match="step=None"):
         cap.maps(2, step=0)
     with pytest.raises(ValueError, match="not captured"):
