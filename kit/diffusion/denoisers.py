@@ -17,7 +17,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from kit.kernels.reference import data_statistics
+from kit.kernels.reference import data_chunks, data_statistics
 
 __all__ = [
     "as_sigma_batch",
@@ -300,13 +300,6 @@ class EmpiricalDenoiser:
         # Mean and centred half squared norms in float64, block by block (no float64 copy of the data).
         self.data_mean, self.half_sq_norms = data_statistics(flat)  # [d], [N]: |y_i - m|^2 / 2
 
-    def _chunks(self, x: Tensor):
-        """Yield (start, data chunk [c, d], |y - m|^2 / 2 chunk [c]) in x's dtype and device."""
-        for start in range(0, self.num_points, self.chunk_size):
-            stop = min(start + self.chunk_size, self.num_points)
-            y = self.data[start:stop].to(device=x.device, dtype=x.dtype)  # a view when nothing changes
-            yield start, y, self.half_sq_norms[start:stop].to(device=x.device, dtype=x.dtype)
-
     def _centred_queries(self, x: Tensor) -> Tensor:
         xf = _flatten(x, self.dim)
         if not xf.is_floating_point():
@@ -316,8 +309,8 @@ class EmpiricalDenoiser:
     def _denoise_empirical(self, xc: Tensor, s: Tensor) -> Tensor:
         """Return sum_i softmax_i(logits) y_i [B, d] for centred queries xc [B, d] and sigma s [B].
 
-        Runs :func:`kit.kernels.empirical_denoise`'s chosen implementation (``KIT_KERNELS``): the fused Triton
-        kernel on CUDA, the chunked torch reference elsewhere.
+        Runs :func:`kit.kernels.empirical_denoise`'s chosen implementation (``KIT_KERNELS``): on CUDA the fastest
+        of the Triton kernel, the chunked loop and SDPA at this size; the chunked torch reference elsewhere.
         """
         from kit.kernels import empirical_denoise_centred
 
@@ -339,7 +332,7 @@ class EmpiricalDenoiser:
         xc = self._centred_queries(x)
         best_score = torch.full((xc.shape[0],), -math.inf, dtype=xc.dtype, device=xc.device)
         best_idx = torch.zeros(xc.shape[0], dtype=torch.long, device=xc.device)
-        for start, y, half_sq in self._chunks(xc):
+        for start, y, half_sq in data_chunks(self.data, self.half_sq_norms, xc, self.chunk_size):
             score, idx = (xc @ y.T - half_sq).max(1)  # argmax of x_c.y - |y_c|^2/2 == argmin of |x - y|
             better = score > best_score
             best_score = torch.where(better, score, best_score)

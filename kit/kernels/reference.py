@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["empirical_denoise_torch", "empirical_denoise_sdpa", "cross_attention_capture_torch",
-           "data_statistics"]
+           "data_statistics", "data_chunks"]
 
 
 def data_statistics(data: Tensor, block: int = 1024) -> tuple[Tensor, Tensor]:
@@ -32,10 +32,13 @@ def data_statistics(data: Tensor, block: int = 1024) -> tuple[Tensor, Tensor]:
     return mean, torch.cat(half_sq)
 
 
-def _chunks(data: Tensor, half_sq: Tensor, like: Tensor, chunk_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+def data_chunks(data: Tensor, half_sq: Tensor, like: Tensor, chunk_size: int
+                ) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield (start, data rows [c, d], their half_sq [c]) in ``like``'s dtype and device, ``chunk_size`` rows at a
+    time (a view of ``data`` when nothing changes)."""
     for start in range(0, data.shape[0], chunk_size):
-        y = data[start:start + chunk_size].to(device=like.device, dtype=like.dtype)  # a view when nothing changes
-        yield y, half_sq[start:start + chunk_size].to(device=like.device, dtype=like.dtype)
+        y = data[start:start + chunk_size].to(device=like.device, dtype=like.dtype)
+        yield start, y, half_sq[start:start + chunk_size].to(device=like.device, dtype=like.dtype)
 
 
 def empirical_denoise_torch(xc: Tensor, data: Tensor, half_sq: Tensor, inv_s2: Tensor,
@@ -49,7 +52,7 @@ def empirical_denoise_torch(xc: Tensor, data: Tensor, half_sq: Tensor, inv_s2: T
     run_max = torch.full((xc.shape[0], 1), -math.inf, dtype=xc.dtype, device=xc.device)
     run_norm = torch.zeros_like(run_max)
     run_sum = torch.zeros_like(xc)
-    for y, hsq in _chunks(data, half_sq, xc, chunk_size):
+    for _, y, hsq in data_chunks(data, half_sq, xc, chunk_size):
         logits = (xc @ y.T - hsq) * inv  # [B, c]
         new_max = torch.maximum(run_max, logits.amax(1, keepdim=True))
         rescale = torch.exp(run_max - new_max)  # 0 on the first chunk (exp(-inf))
