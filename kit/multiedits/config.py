@@ -19,6 +19,7 @@ class MultiEditsConfig:
     seed: int = 0
     device: str = "auto"
     pretrained: str | None = None  # "full": an LCM / SD 1.x folder or hub id (downloads only when asked)
+    model_dir: str | None = None  # another ShapesWorld model folder (python -m kit.t2i.assets); None: the committed one
     data_dir: str | None = None  # PIE-Bench++ (parquet per config, or its JSON export)
     # with data_dir: the AspAcc-VLM judge (a transformers image-text-to-text hub id or folder; None: not scored).
     # The paper's AspAcc-LLaVA does not name its LLaVA version (TODO(paper)); "full" asks LLaVA 1.5 7B [PROPOSED]
@@ -65,6 +66,9 @@ class MultiEditsConfig:
             raise ValueError(f"n_aspects must hold numbers of aspects among 1, 2, 3, got {self.n_aspects!r}")
         if self.n_cases < 1:
             raise ValueError(f"n_cases must be >= 1, got {self.n_cases}")
+        if self.model_dir is not None and self.pretrained is not None:
+            raise ValueError(f"give pretrained ({self.pretrained!r}) or model_dir (a ShapesWorld model, "
+                             f"{self.model_dir!r}), not both")
         edit_options(self)  # the editor's own checks
 
 
@@ -91,9 +95,12 @@ def preset(name: str = "shapes", **overrides) -> MultiEditsConfig:
 
 
 def load_pipeline(cfg: MultiEditsConfig, device: str | None = None):
-    """Return the editor's pipeline: the committed ShapesWorld model, or with ``cfg.pretrained`` an LCM / SD 1.x
-    folder or hub id through ``from_pretrained`` (an LCM checkpoint gets its ``LCMScheduler``; fp16 on CUDA)."""
+    """Return the editor's pipeline: the committed ShapesWorld model (or ``cfg.model_dir``'s), or with
+    ``cfg.pretrained`` an LCM / SD 1.x folder or hub id through ``from_pretrained`` (an LCM checkpoint gets its
+    ``LCMScheduler``; fp16 on CUDA)."""
     from kit.core.device import pick_device
-    from kit.diffusion.t2i import load_editing_pipeline
+    from kit.diffusion.t2i import load_editing_pipeline, load_shapes_pipeline
 
+    if cfg.model_dir is not None:
+        return load_shapes_pipeline(cfg.model_dir, device=pick_device(device or cfg.device), solver=None)
     return load_editing_pipeline(cfg.pretrained, pick_device(device or cfg.device))
