@@ -7,7 +7,8 @@ untied cases says whether the gap could be chance. The README's 2 x 36 two-aspec
     python -m kit.multiedits.paired --seeds 2 102 --n 36 --n-aspects 2
 
 ``--model-dir`` runs it on another ShapesWorld model saved by ``python -m kit.t2i.assets`` (e.g. one fine-tuned
-on edit-rich scenes); ``--json`` writes every row.
+on edit-rich scenes); ``--option name=value`` (repeatable) overrides a field of the preset's ``EditOptions`` (e.g.
+``--option switch_step=0``); ``--json`` writes every row.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-__all__ = ["sign_test", "compare", "paired_rows", "main"]
+__all__ = ["sign_test", "compare", "paired_rows", "parse_option", "main"]
 
 
 def sign_test(ahead: int, behind: int) -> float:
@@ -71,6 +73,27 @@ def paired_rows(pipe, seeds: Sequence[int], n: int, n_aspects: int = 2, *, kinds
     return rows
 
 
+def parse_option(text: str, options) -> tuple[str, object]:
+    """Return (name, value) of ``text`` = "name=value" for a field of ``options`` (an ``EditOptions``), the value
+    read as that field's type."""
+    from dataclasses import fields
+
+    name, sep, raw = text.partition("=")
+    kinds = {f.name: type(getattr(options, f.name)) for f in fields(options)}
+    if not sep or name not in kinds:
+        raise ValueError(f"an option is name=value with name one of {sorted(kinds)}, got {text!r}")
+    kind = kinds[name]
+    if kind is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{name} takes true or false, got {raw!r}")
+        return name, raw.lower() in ("true", "1")
+    try:
+        return name, kind(raw)
+    except ValueError as err:
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise ValueError(f"{name} takes {article} {kind.__name__}, got {raw!r}") from err
+
+
 def main(argv: list[str] | None = None) -> int:
     from kit.core import set_threads
     from kit.multiedits.config import edit_options, load_pipeline, preset
@@ -83,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default="colour")
     parser.add_argument("--preset", default="shapes")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="override an EditOptions field (repeatable)")
     parser.add_argument("--json", default=None, help="write every row here")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = preset(args.preset, model_dir=args.model_dir)
+    options = edit_options(cfg)
+    options = replace(options, **dict(parse_option(o, options) for o in args.option))
     pipe = load_pipeline(cfg)
-    rows = paired_rows(pipe, args.seeds, args.n, args.n_aspects, kinds=args.kinds, options=edit_options(cfg),
-                       seed=cfg.seed)
+    rows = paired_rows(pipe, args.seeds, args.n, args.n_aspects, kinds=args.kinds, options=options, seed=cfg.seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{k: v for k, v in r.items() if k != "image"} for r in rows], f, indent=1, default=str)

@@ -65,3 +65,22 @@ def test_a_missing_model_folder_is_named(tmp_path):
         load_pipeline(preset("tiny", model_dir=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="not both"):
         preset("tiny", model_dir=str(tmp_path), pretrained="runwayml/stable-diffusion-v1-5")
+
+
+def test_options_are_read_as_their_field_types_and_bad_ones_are_named():
+    from kit.multiedits.editor import EditOptions
+    from kit.multiedits.paired import parse_option
+
+    o = EditOptions()
+    assert parse_option("switch_step=0", o) == ("switch_step", 0)
+    assert parse_option("thresh_e=0.25", o) == ("thresh_e", 0.25)
+    assert parse_option("blend=false", o) == ("blend", False)
+    assert parse_option("reference=code_order", o) == ("reference", "code_order")
+    with pytest.raises(ValueError, match="name one of"):
+        parse_option("no_such_option=1", o)
+    with pytest.raises(ValueError, match="name one of"):
+        parse_option("switch_step", o)
+    with pytest.raises(ValueError, match="switch_step takes an int"):
+        parse_option("switch_step=early", o)
+    with pytest.raises(ValueError, match="blend takes true or false"):
+        parse_option("blend=maybe", o)
