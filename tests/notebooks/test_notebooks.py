@@ -141,6 +141,10 @@ def test_notebook_executes_with_defaults(path, tmp_path):
         table = {(r["method"], r["n_aspects"]) for r in metrics["summary"]}
         assert table == {(m, n) for m in ("parallel", "sequential", "single") for n in (1, 2)}
         assert all(0.0 <= r["aspacc"] <= 1.0 and r["seconds"] > 0 for r in metrics["summary"])
+        claims = metrics["parallel_vs_sequential"]  # edit by edit; at one aspect both editors run the same edit
+        assert all(c["ahead"] + c["behind"] + c["tied"] == metrics["config"]["n_cases"] and 0 < c["p"] <= 1
+                   for c in claims.values())
+        assert claims["1"]["tied"] == metrics["config"]["n_cases"]
     if path.parent.name == "t2i" and path.stem == "01_train":
         t = metrics["trained"]  # the tiny preset's 40 steps: the v-prediction loss falls from about 1 (measured 0.62)
         assert t["steps"] == 40 and t["final_loss"] < 0.8 and metrics["committed_samples"] == 8
